@@ -1,0 +1,417 @@
+"""``Request``, ``Response`` and ``Headers``: fetch-API shaped values, no I/O.
+
+The names follow Python Workers (``workers.Request``/``Response``, spec §14) with
+snake_case arguments and camelCase aliases. Bodies are kept as bytes, so a body can be
+read any number of times. The checks and messages are the fetch API's (workerd's): an
+absolute http(s) URL, no body on GET/HEAD, status 200-599 (101 only with a WebSocket),
+no body on a null-body status, header names that are tokens and values without CR/LF.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, MutableMapping
+from http import HTTPStatus
+from typing import Any, Protocol, TypeAlias, overload
+from urllib.parse import urlsplit
+
+from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
+
+__all__ = ["Headers", "HeadersInit", "Request", "Response"]
+
+HeadersInit: TypeAlias = "Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None"
+Body: TypeAlias = "str | bytes | None"
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00\r\n]|[^\x00-\xff]")  # CR/LF/NUL, or not a byte string
+_HTTP_WHITESPACE = " \t\r\n"
+_TEXT_PLAIN = "text/plain;charset=UTF-8"
+_NULL_BODY_STATUSES = frozenset({101, 204, 205, 304})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+def _name(name: object) -> str:
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise DurableObjectTypeError(f"Invalid header name: {name!r}")
+    return name.lower()
+
+
+def _value(value: object) -> str:
+    if not isinstance(value, str):
+        raise DurableObjectTypeError(f"header values must be str, got {type(value).__name__}")
+    value = value.strip(_HTTP_WHITESPACE)  # the fetch API's value normalization
+    if _BAD_VALUE.search(value):
+        raise DurableObjectTypeError(f"Invalid header value: {value!r}")
+    return value
+
+
+class Headers(MutableMapping[str, str]):
+    """HTTP headers: case-insensitive, ordered, multi-valued.
+
+    As a mapping it has one entry per name (lower-case, in first-seen order) whose value
+    is all of the name's values joined with ``", "``; ``get_all`` and ``raw`` keep them
+    apart (as ``Set-Cookie`` needs).
+    """
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, init: HeadersInit = None) -> None:
+        self._pairs: list[tuple[str, str]] = []
+        if init is None:
+            return
+        if isinstance(init, Headers):
+            self._pairs = list(init._pairs)
+            return
+        pairs = init.items() if isinstance(init, Mapping) else init
+        if isinstance(pairs, str | bytes):
+            raise DurableObjectTypeError("Headers() needs a mapping or (name, value) pairs")
+        for pair in pairs:
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise DurableObjectTypeError(f"a header must be a (name, value) pair: {pair!r}")
+            self.append(pair[0], pair[1])
+
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Headers from ASGI-style ``(name, value)`` byte pairs (latin-1)."""
+        return cls((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """Every pair as latin-1 bytes with lower-case names, for ASGI."""
+        return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in self._pairs]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        """All values of ``name`` joined with ``", "``, or ``default`` if there are none."""
+        key = _name(name)
+        values = [value for pair_name, value in self._pairs if pair_name == key]
+        return ", ".join(values) if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        key = _name(name)
+        return [value for pair_name, value in self._pairs if pair_name == key]
+
+    def has(self, name: str) -> bool:
+        key = _name(name)
+        return any(pair_name == key for pair_name, _ in self._pairs)
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every value of ``name`` by ``value`` (kept at the first one's place)."""
+        key, value = _name(name), _value(value)
+        index = next((i for i, (n, _) in enumerate(self._pairs) if n == key), len(self._pairs))
+        rest = [pair for pair in self._pairs[index:] if pair[0] != key]
+        self._pairs[index:] = [(key, value), *rest]
+
+    def append(self, name: str, value: str) -> None:
+        """Add a value for ``name``, keeping the ones it has."""
+        self._pairs.append((_name(name), _value(value)))
+
+    def delete(self, name: str) -> None:
+        key = _name(name)
+        self._pairs = [pair for pair in self._pairs if pair[0] != key]
+
+    def copy(self) -> Headers:
+        return Headers(self)
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.set(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        if not self.has(name):
+            raise KeyError(name)
+        self.delete(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _TOKEN.fullmatch(name) is not None and self.has(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name for name, _ in self._pairs))
+
+    def __len__(self) -> int:
+        return len({name for name, _ in self._pairs})
+
+    def _grouped(self) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for name, value in self._pairs:
+            grouped.setdefault(name, []).append(value)
+        return grouped
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when each name has the same values in the same order."""
+        if isinstance(other, Mapping) and not isinstance(other, Headers):
+            try:
+                other = Headers(other)
+            except DurableObjectTypeError:
+                return False
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._grouped() == other._grouped()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({self._pairs!r})"
+
+    getAll = get_all
+
+
+class _BodyMixin:
+    """The body readers shared by ``Request`` and ``Response``."""
+
+    __slots__ = ()
+    _body: builtins.bytes | None  # "bytes" is a method here
+
+    async def text(self) -> str:
+        """The body decoded as UTF-8 (invalid bytes become U+FFFD, as in the fetch API)."""
+        return (self._body or b"").decode("utf-8", "replace")
+
+    async def bytes(self) -> builtins.bytes:
+        return self._body or b""
+
+    async def array_buffer(self) -> builtins.bytes:
+        return self._body or b""
+
+    async def _parse_json(self) -> Any:
+        return json.loads(self._body or b"")
+
+    arrayBuffer = array_buffer
+
+
+def _body_bytes(body: object, headers: Headers) -> bytes | None:
+    if body is None:
+        return None
+    if isinstance(body, str):
+        if not headers.has("content-type"):
+            headers.set("content-type", _TEXT_PLAIN)
+        return body.encode("utf-8")
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    raise DurableObjectTypeError(f"a body must be str or bytes, got {type(body).__name__}")
+
+
+def _check_url(url: object) -> str:
+    if isinstance(url, str):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            pass
+        else:
+            if parts.scheme in ("http", "https") and parts.hostname:
+                # As the URL parser would: "http://host" is "http://host/".
+                return url if parts.path else parts._replace(path="/").geturl()
+    raise DurableObjectTypeError(f"Fetch API cannot load: {url}")
+
+
+class Request(_BodyMixin):
+    """An HTTP request: ``Request(url_or_request, method=, headers=, body=)``.
+
+    Built from another ``Request``, it copies it and applies the given overrides.
+    """
+
+    __slots__ = ("_body", "_headers", "_method", "_url")
+    _url: str
+    _method: str
+    _headers: Headers
+
+    def __init__(
+        self,
+        input: str | Request,
+        *,
+        method: str | None = None,
+        headers: HeadersInit = None,
+        body: Body = None,
+    ) -> None:
+        if isinstance(input, Request):
+            url, base_method, base_body = input._url, input._method, input._body
+            base_headers: HeadersInit = input._headers
+        else:
+            url, base_method, base_body, base_headers = _check_url(input), "GET", None, None
+        if method is not None and (not isinstance(method, str) or not _TOKEN.fullmatch(method)):
+            raise DurableObjectTypeError(f"Invalid HTTP method: {method!r}")
+        self._url = url
+        self._method = method.upper() if method is not None else base_method
+        self._headers = Headers(headers if headers is not None else base_headers)
+        self._body = _body_bytes(body, self._headers) if body is not None else base_body
+        if self._body is not None and self._method in ("GET", "HEAD"):
+            raise DurableObjectTypeError("Request with a GET or HEAD method cannot have a body.")
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def headers(self) -> Headers:
+        return self._headers
+
+    @property
+    def body(self) -> bytes | None:
+        return self._body
+
+    async def json(self) -> Any:
+        """The body parsed as JSON."""
+        return await self._parse_json()
+
+    def clone(self) -> Request:
+        return Request(self)
+
+    def __repr__(self) -> str:
+        return f"<Request {self._method} {self._url}>"
+
+
+class _JsonFactory(Protocol):
+    def __call__(
+        self, data: Any, status: int = 200, status_text: str = "", headers: HeadersInit = None
+    ) -> Response: ...
+
+
+class _JsonMethod:
+    """``Response.json``: a constructor on the class, a body parser on an instance.
+
+    The fetch API has both ``Response.json(data)`` (static: build a JSON response) and
+    ``await response.json()`` (read the body). Python has one namespace per class, so
+    this descriptor looks at how it is reached: through the class it returns the
+    factory, through an instance the instance's ``_parse_json`` coroutine method.
+    """
+
+    @overload
+    def __get__(self, instance: None, owner: type[Response]) -> _JsonFactory: ...
+    @overload
+    def __get__(
+        self, instance: Response, owner: type[Response] | None = None
+    ) -> Callable[[], Coroutine[Any, Any, Any]]: ...
+    def __get__(
+        self, instance: Response | None, owner: type[Response] | None = None
+    ) -> _JsonFactory | Callable[[], Coroutine[Any, Any, Any]]:
+        if instance is not None:
+            return instance._parse_json
+        return _json_response
+
+
+def _json_response(
+    data: Any, status: int = 200, status_text: str = "", headers: HeadersInit = None
+) -> Response:
+    # JSON.stringify's compact form; NaN and Infinity are refused, as JSON has neither.
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    merged = Headers(headers)
+    if not merged.has("content-type"):
+        merged.set("content-type", "application/json")
+    return Response(text, status=status, status_text=status_text, headers=merged)
+
+
+class Response(_BodyMixin):
+    """An HTTP response: ``Response(body, status=, status_text=, headers=, web_socket=)``."""
+
+    __slots__ = ("_body", "_headers", "_status", "_status_text", "_web_socket", "url")
+    _headers: Headers
+    _status: int
+    _status_text: str
+    _web_socket: object | None
+    url: str
+
+    def __init__(
+        self,
+        body: Body = None,
+        status: int = 200,
+        status_text: str = "",
+        headers: HeadersInit = None,
+        web_socket: object | None = None,
+    ) -> None:
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise DurableObjectTypeError(f"status must be an int, got {type(status).__name__}")
+        if web_socket is not None and status != 101:
+            raise DurableObjectRangeError(
+                f"Responses with a WebSocket must have status code 101, got {status}."
+            )
+        if not (200 <= status <= 599 or (status == 101 and web_socket is not None)):
+            raise DurableObjectRangeError(
+                "Responses may only be constructed with status codes in the range 200 to 599, "
+                f"inclusive (or 101 together with a web_socket); got {status}."
+            )
+        if not isinstance(status_text, str) or _BAD_VALUE.search(status_text):
+            raise DurableObjectTypeError(f"Invalid statusText: {status_text!r}")
+        self._headers = Headers(headers)
+        self._body = _body_bytes(body, self._headers)
+        # An empty body counts as none, so relaying a 204 read from upstream just works.
+        if self._body and status in _NULL_BODY_STATUSES:
+            raise DurableObjectTypeError(
+                f"Response with null body status ({status}) cannot have a body."
+            )
+        self._status = status
+        self._status_text = status_text or _reason(status)
+        self._web_socket = web_socket
+        self.url = ""  # set by the outbound fetch for responses it received
+
+    json = _JsonMethod()
+
+    @classmethod
+    def redirect(cls, url: str, status: int = 302) -> Response:
+        """A redirect to the absolute ``url`` with a 301, 302, 303, 307 or 308 status."""
+        if status not in _REDIRECT_STATUSES:
+            raise DurableObjectRangeError(
+                f"Invalid redirect status {status!r}: use 301, 302, 303, 307 or 308."
+            )
+        try:
+            location = _check_url(url)
+        except DurableObjectTypeError:
+            raise DurableObjectTypeError(f"Invalid redirect URL: {url!r}") from None
+        return cls(None, status=status, headers={"location": location})
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    @property
+    def status_text(self) -> str:
+        return self._status_text
+
+    @property
+    def headers(self) -> Headers:
+        return self._headers
+
+    @property
+    def body(self) -> bytes:
+        return self._body or b""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self._status <= 299
+
+    @property
+    def web_socket(self) -> object | None:
+        return self._web_socket
+
+    def clone(self) -> Response:
+        copy = Response(
+            self._body,
+            status=self._status,
+            status_text=self._status_text,
+            headers=self._headers,
+            web_socket=self._web_socket,
+        )
+        copy.url = self.url
+        return copy
+
+    def __repr__(self) -> str:
+        return f"<Response [{self._status}]>"
+
+    statusText = status_text
+    webSocket = web_socket
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
