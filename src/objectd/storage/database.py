@@ -1,0 +1,225 @@
+"""One object's SQLite database file: schema, the implicit write batch, and syncing.
+
+Layout and durability (ARCHITECTURE §3, §4):
+
+* One file per object in WAL mode. objectd's own data lives in reserved ``_cf_``
+  tables in the same file, so a KV write, an alarm and user SQL commit together.
+* Writes made during one event-loop turn form one *batch*: the first write opens
+  ``BEGIN`` and tells the owner (the runtime's committer) that the file is dirty;
+  the committer later calls :meth:`commit` and then :meth:`sync`.
+* ``synchronous=NORMAL``: SQLite does not sync the WAL on COMMIT, but it still syncs
+  correctly around checkpoints.  Durability of a commit is provided by
+  :meth:`sync`, an ``fdatasync`` of the WAL file, which the committer may run in a
+  worker thread (it touches only file descriptors, never the connection), so many
+  objects' syncs overlap and the event loop never waits on a connection mutex.
+* Internal statements start with a per-process nonce comment.  Python's sqlite3
+  caches prepared statements by their text, and a cached statement is not
+  re-authorized, so user SQL must never share text with an internal statement:
+  the nonce makes that impossible (see ``storage.sql`` for the authorizer).
+
+This layer is synchronous and never awaits.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["Backend", "ObjectDatabase", "internal_sql"]
+
+_NONCE = f"/*objectd:{secrets.token_hex(8)}*/ "
+
+
+def internal_sql(statement: str) -> str:
+    """``statement`` marked as objectd's own, so the user-SQL authorizer lets it through."""
+    return _NONCE + statement
+
+
+def is_internal_sql(statement: str) -> bool:
+    return statement.startswith(_NONCE)
+
+
+class Backend(enum.Enum):
+    """How a class's objects store data (spec §5.1); fixed by the class's create migration."""
+
+    KV = "kv"  # new_classes: async KV API only
+    SQLITE = "sqlite"  # new_sqlite_classes: KV, storage.kv, SQL and transactionSync
+
+
+_SCHEMA_VERSION = 1
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS _cf_KV (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS _cf_METADATA (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+)
+
+
+class ObjectDatabase:
+    """The SQLite file of one object, opened for the life of its instance."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        backend: Backend,
+    ) -> None:
+        self.path = path
+        self.backend = backend
+        self._on_batch_open: Callable[[ObjectDatabase], None] | None = None
+        self._batch_open = False
+        self._savepoint_depth = 0
+        created = not path.exists()
+        if created:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, cached_statements=256
+        )
+        self._wal_fd = -1
+        # A new file's directory entry and header must reach the disk with its first sync.
+        self._needs_full_sync = created
+        try:
+            self.conn.execute(internal_sql("PRAGMA journal_mode=WAL"))
+            self.conn.execute(internal_sql("PRAGMA synchronous=NORMAL"))
+            # As workerd: foreign keys are enforced unless the object's SQL turns them off.
+            self.conn.execute(internal_sql("PRAGMA foreign_keys=ON"))
+            version = self.conn.execute(internal_sql("PRAGMA user_version")).fetchone()[0]
+            if version != _SCHEMA_VERSION:
+                self.conn.execute(internal_sql("BEGIN"))
+                for statement in _SCHEMA:
+                    self.conn.execute(internal_sql(statement))
+                self.conn.execute(internal_sql(f"PRAGMA user_version={_SCHEMA_VERSION}"))
+                self.conn.execute(internal_sql("COMMIT"))
+            # Opened (and created if missing) after the first write so that it is the
+            # same inode SQLite appends to; it stays valid while the connection is open.
+            self._wal_fd = os.open(f"{path}-wal", os.O_RDWR | os.O_CREAT, 0o644)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # -- the implicit batch -------------------------------------------------------------
+
+    def set_batch_listener(self, listener: Callable[[ObjectDatabase], None] | None) -> None:
+        """``listener(db)`` runs whenever a write opens a new batch (the runtime enqueues it)."""
+        self._on_batch_open = listener
+
+    @property
+    def batch_open(self) -> bool:
+        return self._batch_open
+
+    @property
+    def in_savepoint(self) -> bool:
+        return self._savepoint_depth > 0
+
+    def begin_write(self) -> None:
+        """Open the implicit batch transaction if it is not open yet."""
+        if not self._batch_open:
+            self.conn.execute(internal_sql("BEGIN"))
+            self._batch_open = True
+            if self._on_batch_open is not None:
+                self._on_batch_open(self)
+
+    def commit(self) -> None:
+        """Commit the open batch (not yet synced; see :meth:`sync`)."""
+        if self._savepoint_depth:
+            raise RuntimeError("cannot commit a batch while a transaction() is open")
+        if self._batch_open:
+            self._batch_open = False
+            self.conn.execute(internal_sql("COMMIT"))
+
+    def rollback(self) -> None:
+        """Discard the open batch (object reset or a failed commit)."""
+        self._savepoint_depth = 0
+        if self._batch_open:
+            self._batch_open = False
+        if self.conn.in_transaction:
+            self.conn.execute(internal_sql("ROLLBACK"))
+
+    def sync(self) -> None:
+        """Make every committed batch durable. Thread-safe: touches file descriptors only."""
+        os.fdatasync(self._wal_fd)
+        if self._needs_full_sync:
+            self._needs_full_sync = False
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    # -- savepoints (transaction() / transactionSync()) -----------------------------------
+
+    @contextmanager
+    def savepoint(self, prefix: str) -> Iterator[None]:
+        """A nested SAVEPOINT inside the batch; released on success, rolled back on error."""
+        self.begin_write()
+        depth = self._savepoint_depth
+        name = f"_cf_{prefix}_{depth}"
+        self.conn.execute(internal_sql(f"SAVEPOINT {name}"))
+        self._savepoint_depth += 1
+        try:
+            yield
+        except BaseException:
+            if self._savepoint_depth > depth:
+                self._savepoint_depth = depth
+                self.conn.execute(internal_sql(f"ROLLBACK TO {name}"))
+                self.conn.execute(internal_sql(f"RELEASE {name}"))
+            raise
+        else:
+            if self._savepoint_depth > depth:
+                self._savepoint_depth = depth
+                self.conn.execute(internal_sql(f"RELEASE {name}"))
+
+    def rollback_savepoint(self, prefix: str, depth: int) -> None:
+        """``txn.rollback()``: undo the savepoint at ``depth`` now; the context exits quietly."""
+        name = f"_cf_{prefix}_{depth}"
+        self.conn.execute(internal_sql(f"ROLLBACK TO {name}"))
+        self.conn.execute(internal_sql(f"RELEASE {name}"))
+        self._savepoint_depth = depth
+
+    @property
+    def savepoint_depth(self) -> int:
+        return self._savepoint_depth
+
+    # -- metadata ------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> object:
+        row = self.conn.execute(
+            internal_sql("SELECT value FROM _cf_METADATA WHERE key = ?"), (key,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: object) -> None:
+        self.begin_write()
+        if value is None:
+            self.conn.execute(internal_sql("DELETE FROM _cf_METADATA WHERE key = ?"), (key,))
+        else:
+            self.conn.execute(
+                internal_sql("INSERT OR REPLACE INTO _cf_METADATA (key, value) VALUES (?, ?)"),
+                (key, value),
+            )
+
+    def size(self) -> int:
+        """Bytes in use: (page_count - freelist_count) * page_size."""
+        pages = self.conn.execute(internal_sql("PRAGMA page_count")).fetchone()[0]
+        free = self.conn.execute(internal_sql("PRAGMA freelist_count")).fetchone()[0]
+        page_size = self.conn.execute(internal_sql("PRAGMA page_size")).fetchone()[0]
+        return int((pages - free) * page_size)
+
+    def close(self) -> None:
+        """Close the file; an open batch is rolled back (the caller commits first)."""
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute(internal_sql("ROLLBACK"))
+        finally:
+            self.conn.close()
+            if self._wal_fd >= 0:
+                os.close(self._wal_fd)
+                self._wal_fd = -1

@@ -1,0 +1,377 @@
+"""``ctx.storage.sql``: user SQL against the object's own SQLite file (spec §5.9).
+
+``exec()`` runs its statements before it returns: a write is part of the object's
+implicit batch (``ObjectDatabase.begin_write``) as soon as ``exec`` is back, so it
+commits with the KV writes and alarm of the same turn.  The cursor then hands out
+rows already fetched (the last statement is run to completion inside ``exec``), so
+no user statement is ever stepped outside the authorizer's watch.
+
+Safety comes from three places: the authorizer (``storage.authorizer``) checks
+every name, function and pragma while SQLite prepares a statement; SQLite limits
+(``sqlite3_limit``) bound sizes; and the text checks below refuse transaction
+statements, parameters on non-final statements, a rename into the reserved
+``_cf_`` namespace (the authorizer sees only the old name) and any text carrying
+objectd's internal-statement marker.
+
+Two SQLite features a workerd build has are out of reach of Python's sqlite3 on
+3.11: defensive mode (FTS5/R*Tree shadow tables stay writable by user SQL, as they
+are to their owner anyway) and the ``at offset <n>`` part of syntax error messages.
+
+This layer is synchronous and never awaits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import weakref
+from collections import deque
+from typing import TypeAlias
+
+from objectd.errors import DurableObjectRangeError, DurableObjectTypeError, SqlError, StorageError
+from objectd.storage.authorizer import READ_ONLY_PRAGMAS, UserSqlGuard, is_reserved_name
+from objectd.storage.database import ObjectDatabase, internal_sql, is_internal_sql
+from objectd.storage.sql_split import Statement, split_statements
+
+__all__ = ["MAX_SQL_LENGTH", "RawCursor", "SqlStorage", "SqlStorageCursor", "SqlValue"]
+
+SqlValue: TypeAlias = int | float | str | bytes | None
+_Row: TypeAlias = tuple[SqlValue, ...]
+
+MAX_SQL_LENGTH = 100_000  # bytes of UTF-8, the whole exec() text
+
+# sqlite3_limit() values (spec §5.9 table, workerd's column).  None of objectd's own
+# statements come near them: KV entries are at most 2 MiB and use at most 3 variables.
+_LIMITS = {
+    sqlite3.SQLITE_LIMIT_LENGTH: 4 * 1024 * 1024,
+    sqlite3.SQLITE_LIMIT_SQL_LENGTH: MAX_SQL_LENGTH,
+    sqlite3.SQLITE_LIMIT_COLUMN: 100,
+    sqlite3.SQLITE_LIMIT_EXPR_DEPTH: 100,
+    sqlite3.SQLITE_LIMIT_COMPOUND_SELECT: 5,
+    sqlite3.SQLITE_LIMIT_VDBE_OP: 25_000,
+    sqlite3.SQLITE_LIMIT_FUNCTION_ARG: 127,
+    sqlite3.SQLITE_LIMIT_ATTACHED: 0,
+    sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH: 50,
+    sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER: 100,
+    sqlite3.SQLITE_LIMIT_TRIGGER_DEPTH: 10,
+    sqlite3.SQLITE_LIMIT_WORKER_THREADS: 0,
+}
+
+_NO_STATEMENT = "SQL code did not contain a statement."
+_PARAMETERS_ONLY_LAST = (
+    "When executing multiple SQL statements in a single call, "
+    "only the last statement can have parameters."
+)
+_WRONG_BINDING_COUNT = "Wrong number of parameter bindings for SQL query."
+_USE_TRANSACTION_API = (
+    "To execute a transaction, please use the state.storage.transaction() or "
+    "state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT "
+    "statements. The JavaScript API is safer because it will automatically roll back on "
+    "exceptions, and because it interacts correctly with Durable Objects' automatic atomic "
+    "write coalescing."
+)
+_TRANSACTION_KEYWORDS = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"})
+_READ_ONLY_KEYWORDS = frozenset({"SELECT", "VALUES", "EXPLAIN"})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+# Primary result codes by number (https://www.sqlite.org/rescode.html); workerd names
+# the primary code, so "UNIQUE constraint failed: t.x: SQLITE_CONSTRAINT".
+_PRIMARY_CODE_NAMES = (
+    "SQLITE_ERROR", "SQLITE_INTERNAL", "SQLITE_PERM", "SQLITE_ABORT", "SQLITE_BUSY",
+    "SQLITE_LOCKED", "SQLITE_NOMEM", "SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR",
+    "SQLITE_CORRUPT", "SQLITE_NOTFOUND", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
+    "SQLITE_EMPTY", "SQLITE_SCHEMA", "SQLITE_TOOBIG", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH",
+    "SQLITE_MISUSE", "SQLITE_NOLFS", "SQLITE_AUTH", "SQLITE_FORMAT", "SQLITE_RANGE",
+    "SQLITE_NOTADB", "SQLITE_NOTICE", "SQLITE_WARNING",
+)  # fmt: skip
+_PRIMARY_CODES = {
+    code: name
+    for name in _PRIMARY_CODE_NAMES
+    if isinstance(code := getattr(sqlite3, name, None), int)
+}
+
+# One guard per database: a second SqlStorage over the same file must not install a
+# second callback (sqlite3_set_authorizer also expires every prepared statement).
+_guards: weakref.WeakKeyDictionary[ObjectDatabase, UserSqlGuard] = weakref.WeakKeyDictionary()
+
+
+def _install_guard(db: ObjectDatabase) -> UserSqlGuard:
+    guard = _guards.get(db)
+    if guard is None:
+        guard = UserSqlGuard()
+        for category, limit in _LIMITS.items():
+            db.conn.setlimit(category, limit)
+        # Cloudflare enforces foreign keys by default; the pragma is a no-op inside a
+        # transaction, so it only takes effect if no batch is open yet.
+        db.conn.execute(internal_sql("PRAGMA foreign_keys = ON"))
+        db.conn.set_authorizer(guard)
+        _guards[db] = guard
+    return guard
+
+
+def _binding(position: int, value: object) -> SqlValue:
+    if value is None or isinstance(value, str | float | bytes):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise DurableObjectRangeError(
+                f"SQL binding {position} is an integer outside SQLite's 64-bit range: {value}; "
+                f"allowed: {_INT64_MIN} to {_INT64_MAX} (bind a float or str instead)"
+            )
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise DurableObjectTypeError(
+        f"SQL binding {position} has unsupported type {type(value).__name__}; "
+        "allowed: None, bool, int, float, str, bytes, bytearray, memoryview"
+    )
+
+
+def _may_write(statement: Statement) -> bool:
+    """Conservative: only SELECT/VALUES/EXPLAIN and read-only PRAGMAs skip the batch."""
+    if statement.calls_rtreecheck:
+        return True  # it would BEGIN its own transaction (denied) outside the batch
+    if statement.keyword in _READ_ONLY_KEYWORDS:
+        return False
+    # PRAGMA foreign_keys = ... must stay outside the batch to take effect.
+    return not (statement.keyword == "PRAGMA" and statement.pragma in READ_ONLY_PRAGMAS)
+
+
+def _parse(query: str) -> list[Statement]:
+    """Split and check ``query``; raises before anything has run."""
+    try:
+        size = len(query.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise DurableObjectTypeError(f"SQL text is not valid Unicode: {exc}") from exc
+    if size > MAX_SQL_LENGTH:
+        raise SqlError("statement too long", code="SQLITE_TOOBIG")
+    statements, tail = split_statements(query)
+    if not statements or tail.strip(" \t\n\f\r\v"):
+        raise StorageError(_NO_STATEMENT)
+    if any(statement.has_parameters for statement in statements[:-1]):
+        raise StorageError(_PARAMETERS_ONLY_LAST)
+    for statement in statements:
+        if statement.keyword in _TRANSACTION_KEYWORDS:
+            raise StorageError(_USE_TRANSACTION_API)
+        target = statement.rename_target
+        if is_internal_sql(statement.text) or (target is not None and is_reserved_name(target)):
+            raise SqlError("not authorized", code="SQLITE_AUTH")
+    return statements
+
+
+def _translate(exc: Exception) -> StorageError | DurableObjectTypeError:
+    """The one boundary where sqlite3 errors become objectd errors."""
+    if isinstance(exc, UnicodeEncodeError):
+        return DurableObjectTypeError(f"SQL binding is not valid Unicode: {exc}")
+    if isinstance(exc, MemoryError):
+        # Python's sqlite3 turns SQLITE_NOMEM into MemoryError; SQLite also reports the
+        # SQLITE_LIMIT_VDBE_OP limit that way.
+        return SqlError(
+            f"out of memory (a statement may compile to at most "
+            f"{_LIMITS[sqlite3.SQLITE_LIMIT_VDBE_OP]} VDBE operations)",
+            code="SQLITE_NOMEM",
+        )
+    message = str(exc)
+    if message.startswith("Incorrect number of bindings supplied"):
+        return StorageError(_WRONG_BINDING_COUNT)
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = _PRIMARY_CODES.get(code & 0xFF, "SQLITE_ERROR") if isinstance(code, int) else None
+    return SqlError(message, code=name or "SQLITE_ERROR")
+
+
+class SqlStorage:
+    """The SQL API of one SQLite-backed object (Cloudflare's ``SqlStorage``)."""
+
+    def __init__(self, db: ObjectDatabase) -> None:
+        self._db = db
+        self._guard = _install_guard(db)
+
+    def exec(self, query: str, /, *bindings: object) -> SqlStorageCursor:
+        """Run ``query`` now and return a cursor over the last statement's rows."""
+        if not isinstance(query, str):
+            raise DurableObjectTypeError(f"SQL query must be a str, got {type(query).__name__}")
+        values = tuple(_binding(i, value) for i, value in enumerate(bindings, start=1))
+        statements = _parse(query)
+        db, conn, guard = self._db, self._db.conn, self._guard
+        last = len(statements) - 1
+        rows: list[_Row] = []
+        columns: list[str] = []
+        changes = 0
+        for index, statement in enumerate(statements):
+            if _may_write(statement):
+                db.begin_write()
+            before = conn.total_changes
+            guard.active = True
+            try:
+                cursor = conn.execute(statement.text, values if index == last else ())
+                if index == last:
+                    rows = cursor.fetchall()
+                    columns = [entry[0] for entry in cursor.description or ()]
+                cursor.close()
+            except (sqlite3.Error, UnicodeEncodeError, MemoryError) as exc:
+                guard.active = False
+                self._resync_after_failure()
+                raise _translate(exc) from exc
+            finally:
+                guard.active = False
+            changes += conn.total_changes - before
+        return SqlStorageCursor(columns, rows, changes)
+
+    def _resync_after_failure(self) -> None:
+        # ON CONFLICT ROLLBACK, RAISE(ROLLBACK) and SQLite's critical errors (FULL,
+        # IOERR, NOMEM, INTERRUPT) end the whole transaction, and with it the batch and
+        # any open savepoints; bring ObjectDatabase's bookkeeping back in line.
+        if self._db.batch_open and not self._db.conn.in_transaction:
+            self._db.rollback()
+
+    @property
+    def database_size(self) -> int:
+        """Bytes in use by the whole file: (page_count - freelist_count) * page_size."""
+        return self._db.size()
+
+    def drop_all_user_objects(self) -> None:
+        """Drop every user table, index, view and trigger (for SQLite ``deleteAll()``).
+
+        Runs inside the open batch (opening it if needed); objectd's ``_cf_`` tables,
+        SQLite's own ``sqlite_*`` tables and ``sqlite_sequence`` stay.
+        """
+        self._db.begin_write()
+        conn = self._db.conn
+        deferred = conn.execute(internal_sql("PRAGMA defer_foreign_keys")).fetchone()[0]
+        # Dropping a parent table before its children would be an immediate foreign key
+        # violation; with every table gone by the end there is nothing left to violate.
+        conn.execute(internal_sql("PRAGMA defer_foreign_keys = ON"))
+        try:
+            # Virtual tables first: dropping one drops its shadow tables, which would
+            # otherwise be dropped on their own and break the virtual table's xDestroy.
+            for kind, name in self._user_objects(virtual_only=True):
+                conn.execute(internal_sql(f"DROP {kind} IF EXISTS {_quote(name)}"))
+            for kind, name in self._user_objects(virtual_only=False):
+                conn.execute(internal_sql(f"DROP {kind} IF EXISTS {_quote(name)}"))
+        finally:
+            conn.execute(internal_sql(f"PRAGMA defer_foreign_keys = {int(deferred)}"))
+
+    def _user_objects(self, *, virtual_only: bool) -> list[tuple[str, str]]:
+        # Indexes and triggers go with their tables and views; sqlite_stat* tables may
+        # be dropped (ANALYZE recreates them), other sqlite_* tables may not.
+        query = (
+            "SELECT upper(type), name FROM sqlite_schema "
+            "WHERE type IN ('table', 'view') AND lower(substr(name, 1, 4)) != '_cf_' "
+            "AND (lower(substr(name, 1, 7)) != 'sqlite_' "
+            "OR lower(substr(name, 1, 11)) = 'sqlite_stat')"
+        )
+        if virtual_only:
+            query += " AND substr(sql, 1, 20) = 'CREATE VIRTUAL TABLE'"
+        return [(str(kind), str(name)) for kind, name in self._db.conn.execute(internal_sql(query))]
+
+    # Cloudflare's names.
+    databaseSize = database_size
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqlStorageCursor:
+    """Rows of the last statement of one ``exec()``: an iterator of dicts.
+
+    ``rows_written`` is SQLite's change count (``total_changes``) over every statement
+    of the ``exec()`` call, triggers included, index entries not.  Python's sqlite3
+    does not expose SQLite's per-statement scan counters, so ``rows_read`` is an
+    approximation from below of what Cloudflare bills: the rows handed out so far
+    plus ``rows_written`` (a changed row was read first).  A ``count(*)`` over a
+    large table therefore reads as 1 row.
+    """
+
+    __slots__ = ("_columns", "_consumed", "_rows", "_rows_written")
+
+    def __init__(self, columns: list[str], rows: list[_Row], rows_written: int) -> None:
+        self._columns = columns
+        self._rows: deque[_Row] = deque(rows)
+        self._consumed = 0
+        self._rows_written = rows_written
+
+    def __iter__(self) -> SqlStorageCursor:
+        return self
+
+    def __next__(self) -> dict[str, SqlValue]:
+        # Duplicate column names: the last one wins, as in a JavaScript object.
+        return dict(zip(self._columns, self._next_row(), strict=True))
+
+    def _next_row(self) -> _Row:
+        if not self._rows:
+            raise StopIteration
+        self._consumed += 1
+        return self._rows.popleft()
+
+    def next(self) -> dict[str, object]:
+        """JavaScript-style step: ``{"done": False, "value": row}`` or ``{"done": True}``."""
+        for row in self:
+            return {"done": False, "value": row}
+        return {"done": True}
+
+    def to_array(self) -> list[dict[str, SqlValue]]:
+        """The remaining rows."""
+        return list(self)
+
+    def one(self) -> dict[str, SqlValue]:
+        """The only remaining row; raises unless exactly one is left."""
+        if not self._rows:
+            raise StorageError("Expected exactly one result from SQL query, but got no results.")
+        if len(self._rows) > 1:
+            raise StorageError(
+                "Expected exactly one result from SQL query, but got multiple results."
+            )
+        return next(self)
+
+    def raw(self) -> RawCursor:
+        """The remaining rows as lists in column order; shares this cursor's position."""
+        return RawCursor(self)
+
+    @property
+    def column_names(self) -> list[str]:
+        """Column names in order, duplicates kept; empty for statements without rows."""
+        return list(self._columns)
+
+    @property
+    def rows_read(self) -> int:
+        return self._consumed + self._rows_written
+
+    @property
+    def rows_written(self) -> int:
+        return self._rows_written
+
+    # Cloudflare's names.
+    toArray = to_array
+    columnNames = column_names
+    rowsRead = rows_read
+    rowsWritten = rows_written
+
+
+class RawCursor:
+    """``cursor.raw()``: the same rows as lists of values."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: SqlStorageCursor) -> None:
+        self._cursor = cursor
+
+    def __iter__(self) -> RawCursor:
+        return self
+
+    def __next__(self) -> list[SqlValue]:
+        return list(self._cursor._next_row())
+
+    def next(self) -> dict[str, object]:
+        """JavaScript-style step: ``{"done": False, "value": [...]}`` or ``{"done": True}``."""
+        for row in self:
+            return {"done": False, "value": row}
+        return {"done": True}
+
+    def to_array(self) -> list[list[SqlValue]]:
+        """The remaining rows."""
+        return list(self)
+
+    # Cloudflare's name.
+    toArray = to_array
