@@ -1,0 +1,29 @@
+"""The ``workers`` module for code written for Cloudflare Python Workers.
+
+Registered as ``sys.modules["workers"]`` when no real ``workers`` package is
+installed (see ``loader``), so ``from workers import DurableObject, Response``
+runs unchanged on objectd.
+"""
+
+from __future__ import annotations
+
+from objectd.errors import DurableObjectAbort
+from objectd.fetch import Headers, Request, Response
+from objectd.runtime.objects import DurableObject, WorkerEntrypoint
+from objectd.runtime.outbound import fetch
+from objectd.runtime.state import DurableObjectState
+
+__all__ = [
+    "DurableObject",
+    "DurableObjectAbort",
+    "DurableObjectContext",
+    "DurableObjectState",
+    "Headers",
+    "Request",
+    "Response",
+    "WorkerEntrypoint",
+    "fetch",
+]
+
+# Python Workers calls ctx's type DurableObjectContext.
+DurableObjectContext = DurableObjectState

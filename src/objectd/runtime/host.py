@@ -1,0 +1,256 @@
+"""One object's home in this process: its live instance and every event delivered to it.
+
+An :class:`ObjectHost` exists per object id that has been reached.  It owns:
+
+* the instance (constructed lazily by the first event, again after a reset);
+* the object's database file and ``ctx.storage`` (one per activation);
+* the input gate, so events enter in arrival order and critical sections hold
+  everything else back;
+* every task it runs (events, ``block_concurrency_while`` callbacks, ``wait_until``):
+  none is left unowned, and a reset cancels them with the reset error.
+
+Each event runs in a task of its own, created when the call is made.  That keeps
+delivery order equal to call order (tasks start FIFO and enter the gate at once),
+keeps an event running to completion when its caller goes away, and makes the
+event's context (``current_host``) available to outgoing calls, which wait for this
+object's output gate before they leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from objectd.errors import (
+    DurableObjectAbort,
+    DurableObjectError,
+    ObjectResetError,
+    OverloadedError,
+    remote_error,
+)
+from objectd.ids import DurableObjectId
+from objectd.runtime.committer import Batch
+from objectd.runtime.gates import InputGate, in_critical_section
+from objectd.runtime.state import DurableObjectState
+from objectd.runtime.storage_api import DurableObjectStorage
+from objectd.storage.database import ObjectDatabase
+
+if TYPE_CHECKING:
+    from objectd.runtime.registry import ObjectClass
+
+__all__ = ["ObjectHost", "current_host"]
+
+T = TypeVar("T")
+log = logging.getLogger("objectd.runtime")
+
+current_host: contextvars.ContextVar[ObjectHost | None] = contextvars.ContextVar(
+    "objectd_current_host", default=None
+)
+
+CRITICAL_SECTION_TIMEOUT_S = 30.0
+_BCW_TIMEOUT = (
+    "A call to blockConcurrencyWhile() in a Durable Object waited for too long. "
+    "The call was canceled and the Durable Object was reset."
+)
+
+
+class _Event:
+    __slots__ = ("reset_error", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.reset_error: BaseException | None = None
+
+
+class ObjectHost:
+    def __init__(self, object_class: ObjectClass, object_id: DurableObjectId) -> None:
+        self.object_class = object_class
+        self.id = object_id
+        self.gate = InputGate()
+        self.instance: Any = None
+        self.state: DurableObjectState | None = None
+        self.storage: DurableObjectStorage | None = None
+        self._db: ObjectDatabase | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._events: set[_Event] = set()
+        self.activations = 0
+
+    # -- submitting events ---------------------------------------------------------------
+
+    def submit(
+        self, call: Callable[[Any], Awaitable[T]], *, after: Batch | None = None
+    ) -> asyncio.Task[T]:
+        """Deliver ``call(instance)`` as the next event; ``after``: the caller's output gate."""
+        task = asyncio.get_running_loop().create_task(self._run_event(call, after))
+        self.own(task)
+        return task
+
+    def own(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_event(self, call: Callable[[Any], Awaitable[T]], after: Batch | None) -> T:
+        event = _Event(asyncio.current_task())
+        self._events.add(event)
+        current_host.set(self)
+        try:
+            if after is not None:
+                await after.wait()
+            await self.gate.enter()
+            if self.instance is None:
+                self._activate()
+            await self.gate.wait_open()  # a constructor's block_concurrency_while
+            storage = self.storage
+            assert storage is not None
+            try:
+                result = await call(self.instance)
+            except DurableObjectAbort as abort:
+                raise ObjectResetError(abort.reason, remote=True) from None
+            except Exception as exc:
+                await storage.wait_output_gate()
+                raise _as_remote(exc) from None
+            await storage.wait_output_gate()
+            return result
+        except asyncio.CancelledError:
+            if event.reset_error is not None:
+                raise event.reset_error from None
+            raise
+        finally:
+            self._events.discard(event)
+
+    # -- activation and reset ------------------------------------------------------------
+
+    def _activate(self) -> None:
+        oc = self.object_class
+        if self._db is None:
+            self._db = ObjectDatabase(oc.object_path(self.id), backend=oc.backend)
+        self.storage = DurableObjectStorage(self._db, oc.committer, self)
+        self.state = DurableObjectState(self)
+        self.activations += 1
+        cls: Any = oc.cls
+        instance = cls.__new__(cls)
+        # Set before __init__ runs, so a subclass that forgets super().__init__ still works.
+        instance.ctx = self.state
+        instance.env = oc.env
+        try:
+            instance.__init__(self.state, oc.env)
+        except DurableObjectAbort as abort:
+            self.reset(ObjectResetError(abort.reason))
+            raise ObjectResetError(abort.reason, remote=True) from None
+        except Exception as exc:
+            # The triggering call fails; the next one constructs again (spec §3).
+            self.reset(ObjectResetError(str(exc)))
+            raise _as_remote(exc) from None
+        self.instance = instance
+
+    def reset(self, error: BaseException) -> None:
+        """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
+        log.warning("object %s of %s reset: %s", self.id, self.object_class.name, error)
+        if self.storage is not None:
+            self.storage.close_for_reset()
+        self.instance = None
+        self.state = None
+        self.storage = None
+        self.gate = InputGate()
+        me = asyncio.current_task()
+        for event in list(self._events):
+            if event.task is not None and event.task is not me and not event.task.done():
+                event.reset_error = error
+                event.task.cancel()
+        for task in list(self._tasks):
+            if task is not me and not task.done() and not any(e.task is task for e in self._events):
+                task.cancel()
+
+    # -- critical sections ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def critical_section(self) -> AsyncIterator[None]:
+        gate = self.gate
+        gate.lock()
+        token = in_critical_section.set(True)
+        try:
+            yield
+        finally:
+            in_critical_section.reset(token)
+            gate.unlock()
+
+    def block_concurrency_while(self, callback: Callable[[], Any]) -> asyncio.Task[Any]:
+        """Lock the gate now and run ``callback`` to completion; a failure resets the object."""
+        gate = self.gate
+        gate.lock()
+
+        async def run() -> Any:
+            in_critical_section.set(True)
+            try:
+                async with asyncio.timeout(CRITICAL_SECTION_TIMEOUT_S):
+                    result = callback()
+                    if inspect.isawaitable(result):
+                        result = await result
+                return result
+            except TimeoutError:
+                error = OverloadedError(_BCW_TIMEOUT)
+                self.reset(error)
+                raise error from None
+            except DurableObjectAbort as abort:
+                self.reset(ObjectResetError(abort.reason))
+                raise ObjectResetError(abort.reason, remote=True) from None
+            except Exception as exc:
+                self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
+                raise _as_remote(exc) from None
+            finally:
+                gate.unlock()
+
+        task = asyncio.get_running_loop().create_task(run())
+        self.own(task)
+        task.add_done_callback(_mark_retrieved)
+        return task
+
+    def wait_until(self, awaitable: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except Exception:
+                log.exception("object %s: a wait_until() task failed", self.id)
+
+        self.own(asyncio.get_running_loop().create_task(run()))
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    async def close(self) -> None:
+        """Let running work finish, then close the database (its writes are committed)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.object_class.committer.drain()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _mark_retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _as_remote(exc: BaseException) -> DurableObjectError:
+    """A copy of an exception raised inside an object, as its caller sees it (remote)."""
+    if isinstance(exc, DurableObjectError):
+        copied = exc.__class__.__new__(exc.__class__)
+        copied.args = exc.args
+        copied.__dict__.update(exc.__dict__)
+        copied.remote = True
+        error: DurableObjectError = copied
+    else:
+        bases = tuple(cls.__name__ for cls in type(exc).__mro__[1:])
+        error = remote_error(type(exc).__name__, str(exc), base_names=bases)
+    error.remote_traceback = "".join(traceback.format_exception(exc))  # type: ignore[attr-defined]
+    return error

@@ -1,0 +1,203 @@
+"""A loaded project: its config, user code, classes, ``env`` and front entrypoint.
+
+Loading is where bad configuration is refused: the wrangler file is parsed, the
+main module imported, migrations applied to the data folder (or refused), and
+every binding checked against a created, exported class.  After that,
+:meth:`Project.fetch` serves one HTTP request through the worker's entrypoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from objectd.config import ProjectConfig, load_project
+from objectd.errors import ConfigError
+from objectd.fetch import Request, Response
+from objectd.ids import IdMinter
+from objectd.runtime.committer import Committer, Durability
+from objectd.runtime.loader import load_module
+from objectd.runtime.migrations import apply_migrations
+from objectd.runtime.namespace import DurableObjectNamespace
+from objectd.runtime.objects import (
+    ExecutionContext,
+    WorkerEntrypoint,
+    check_handler_spellings,
+    find_handler,
+)
+from objectd.runtime.outbound import close_client
+from objectd.runtime.registry import ObjectClass
+
+__all__ = ["Env", "Project"]
+
+log = logging.getLogger("objectd")
+
+
+class Env:
+    """``env``: bindings, vars and secrets, by attribute (``env.COUNTER``) or key."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__["_values"] = dict(values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(
+                f"env has no binding, var or secret named {name!r}; "
+                f"it has: {', '.join(sorted(self._values)) or 'nothing'}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("env is read-only")
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def __repr__(self) -> str:
+        return f"<Env {', '.join(sorted(self._values))}>"
+
+
+class Project:
+    def __init__(
+        self,
+        config: ProjectConfig,
+        module: ModuleType,
+        classes: dict[str, ObjectClass],
+        env: Env,
+        committer: Committer,
+    ) -> None:
+        self.config = config
+        self.module = module
+        self.classes = classes
+        self.env = env
+        self.committer = committer
+        self._entry = _find_entrypoint(module, config)
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        data_dir: str | Path | None = None,
+        durability: Durability = Durability.FSYNC,
+        environment: str | None = None,
+    ) -> Project:
+        config = load_project(directory, env=environment)
+        root = Path(data_dir) if data_dir is not None else config.root / ".objectd"
+        module = load_module(config.main)
+        exported = {name: value for name, value in vars(module).items() if isinstance(value, type)}
+        states = apply_migrations(config, exported, root)
+        committer = Committer(durability=durability)
+        classes: dict[str, ObjectClass] = {}
+        for name, state in states.items():
+            if name not in exported:
+                continue  # refused by apply_migrations when it has objects
+            check_handler_spellings(exported[name])
+            classes[name] = ObjectClass(
+                name=name,
+                cls=exported[name],
+                backend=state.backend,
+                directory=state.directory,
+                minter=IdMinter(state.secret),
+                committer=committer,
+            )
+        values: dict[str, Any] = dict(config.vars)
+        for secret, value in config.secrets.items():
+            values[secret] = value
+        for binding in config.durable_objects:
+            if binding.script_name not in (None, config.name):
+                raise ConfigError(
+                    f"{config.config_path}: durable_objects.bindings ({binding.name}): "
+                    f"script_name {binding.script_name!r} is another worker, which this "
+                    f"objectd does not serve; only {config.name!r} is served here"
+                )
+            object_class = classes.get(binding.class_name)
+            if object_class is None:
+                raise ConfigError(
+                    f"{config.config_path}: durable_objects.bindings ({binding.name}): "
+                    f"class {binding.class_name!r} is not exported by {config.main.name}"
+                )
+            values[binding.name] = DurableObjectNamespace(object_class)
+        env = Env(values)
+        for object_class in classes.values():
+            object_class.env = env
+        return cls(config, module, classes, env, committer)
+
+    async def fetch(self, request: Request) -> Response:
+        """Serve one request through the worker's entrypoint."""
+        ctx = ExecutionContext(self._wait_until)
+        response = await self._entry(request, self.env, ctx)
+        if not isinstance(response, Response):
+            raise TypeError(
+                f"the worker's fetch handler returned {type(response).__name__}, "
+                "expected a Response"
+            )
+        return response
+
+    def _wait_until(self, awaitable: Any) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except Exception:
+                log.exception("a wait_until() task of the worker failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Finish background work, commit and sync everything, close every file."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        for object_class in self.classes.values():
+            await object_class.close()
+        await self.committer.close()
+        await close_client()
+
+
+_Entry = Callable[[Request, Env, ExecutionContext], Any]
+
+
+def _find_entrypoint(module: ModuleType, config: ProjectConfig) -> _Entry:
+    default = getattr(module, "Default", None)
+    if isinstance(default, type) and issubclass(default, WorkerEntrypoint):
+        entry_cls = default
+
+        async def call_default(request: Request, env: Env, ctx: ExecutionContext) -> Any:
+            handler = find_handler(entry_cls(ctx, env), "fetch")
+            if handler is None:
+                raise TypeError("Method fetch does not exist")
+            result = handler(request)
+            return await result if inspect.isawaitable(result) else result
+
+        return call_default
+    on_fetch = getattr(module, "on_fetch", None)
+    if callable(on_fetch):
+        accepted = len(inspect.signature(on_fetch).parameters)
+        function = on_fetch
+
+        async def call_function(request: Request, env: Env, ctx: ExecutionContext) -> Any:
+            result = function(*(request, env, ctx)[: max(1, accepted)])
+            return await result if inspect.isawaitable(result) else result
+
+        return call_function
+    raise ConfigError(
+        f"{config.main}: no entrypoint: define `class Default(WorkerEntrypoint)` with "
+        "`async def fetch(self, request)`, or a module-level `on_fetch(request, env, ctx)`"
+    )

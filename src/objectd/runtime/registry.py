@@ -1,0 +1,50 @@
+"""The runtime view of one Durable Object class: where its objects live and who hosts them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from objectd.ids import DurableObjectId, IdMinter
+from objectd.runtime.committer import Committer
+from objectd.runtime.host import ObjectHost
+from objectd.storage.database import Backend
+
+__all__ = ["ObjectClass"]
+
+
+@dataclass(eq=False)
+class ObjectClass:
+    """A bound class: its Python type, storage backend, id minter and live hosts."""
+
+    name: str
+    cls: type
+    backend: Backend
+    directory: Path
+    minter: IdMinter
+    committer: Committer
+    env: Any = None
+    hosts: dict[DurableObjectId, ObjectHost] = field(default_factory=dict)
+
+    def host(self, object_id: DurableObjectId) -> ObjectHost:
+        """The host of ``object_id`` in this process (one instance per id)."""
+        host = self.hosts.get(object_id)
+        if host is None:
+            host = ObjectHost(self, object_id)
+            self.hosts[object_id] = host
+        return host
+
+    def object_path(self, object_id: DurableObjectId) -> Path:
+        return self.directory / f"{object_id.to_string()}.sqlite"
+
+    def stored_ids(self) -> list[str]:
+        """Ids of every object with a database file (listing, migrations)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name.removesuffix(".sqlite") for p in self.directory.glob("*.sqlite"))
+
+    async def close(self) -> None:
+        for host in list(self.hosts.values()):
+            await host.close()
+        self.hosts.clear()

@@ -1,0 +1,404 @@
+"""``ctx.storage``: the asynchronous storage API of one object (spec §5, §6).
+
+The async methods never suspend: SQLite answers synchronously, so awaiting a
+storage call cannot let another event of the same object in (the input gate holds
+by construction).  Writes go into the object's open batch (``storage.database``);
+the committer commits and syncs it at the end of the turn.  :meth:`wait_output_gate`
+is what every output (response, RPC result, outgoing call) awaits: the latest batch
+holding a confirmed write must be durable first.  ``allow_unconfirmed`` writes do
+not hold the output gate, but their failure still resets the object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from objectd.errors import DurableObjectTypeError, ObjectResetError, StorageError
+from objectd.runtime.committer import Batch, Committer
+from objectd.runtime.options import storage_options
+from objectd.storage.database import Backend, ObjectDatabase
+from objectd.storage.kv import KvStore, check_batch_size, compile_list_options
+from objectd.storage.sql import SqlStorage, SqlStorageCursor
+
+if TYPE_CHECKING:
+    from objectd.runtime.host import ObjectHost
+
+__all__ = ["DurableObjectStorage", "DurableObjectTransaction", "SyncKvStorage"]
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+_NOT_SQL = "Durable Object is not backed by SQL."
+_SQL_UNAVAILABLE = (
+    "This Durable Object is not backed by SQLite storage, so the SQL API is not available. "
+    "SQL can be enabled on a new Durable Object class by using the `new_sqlite_classes` "
+    "instead of `new_classes` under `[[migrations]]` in your wrangler.toml, but an "
+    "already-deployed class cannot be converted to SQLite (except by deleting the existing data)."
+)
+_KV_UNAVAILABLE = (
+    "The storage.kv (synchronous KV) API is only available for SQLite-backed Durable Objects, "
+    "but this object's namespace is not declared to use SQLite. Use `new_sqlite_classes` "
+    "instead of `new_classes` under `[[migrations]]` in your wrangler.toml to create "
+    "SQLite-backed Durable Objects."
+)
+_PUT_SHAPE = (
+    "put() may only be called with a single key-value pair and optional options as "
+    "put(key, value, options) or with multiple key-value pairs and optional options as "
+    "put(entries, options)"
+)
+
+
+class Resolved(Generic[T]):
+    """An awaitable whose value is already known: awaiting it never suspends.
+
+    Storage calls do their work when they are *called*, as in Cloudflare's runtime,
+    so ``storage.put(k, v)`` without ``await`` still writes (and coalesces with the
+    turn), and ``await storage.get(k)`` cannot let another event in.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._value
+        yield  # a generator that finishes at once
+
+
+_DONE: Resolved[None] = Resolved(None)
+
+
+class _KvOps:
+    """The KV operations shared by ``ctx.storage`` and a transaction's ``txn``."""
+
+    _storage: DurableObjectStorage
+
+    def _check(self, op: str) -> None:
+        """Hook for transactions to refuse use after rollback or commit."""
+
+    def get(
+        self, key: str | list[str], options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Resolved[Any]:
+        self._check("get()")
+        storage_options("get", options, kwargs)
+        kv = self._storage._kv
+        if isinstance(key, str):
+            return Resolved(kv.get(key)[1])
+        if isinstance(key, (list, tuple)):
+            check_batch_size(len(key))
+            return Resolved(kv.get_many(key))
+        raise DurableObjectTypeError(
+            f"get() takes a string key or a list of keys, got {type(key).__name__}"
+        )
+
+    def put(
+        self,
+        key: str | Mapping[str, Any],
+        value: Any = _MISSING,
+        options: Mapping[str, Any] | None = None,
+        /,
+        **kwargs: Any,
+    ) -> Resolved[None]:
+        self._check("put()")
+        storage = self._storage
+        kv = storage._kv
+        if isinstance(key, Mapping):
+            if options is not None:
+                raise DurableObjectTypeError(_PUT_SHAPE)
+            opts = storage_options("put", None if value is _MISSING else value, kwargs)
+            check_batch_size(len(key))
+            pairs = [kv.encode_entry(k, v) for k, v in key.items()]
+            with storage._writing(opts):
+                kv.put_encoded(pairs)
+            return _DONE
+        if value is _MISSING:
+            raise DurableObjectTypeError("put() called with undefined value.")
+        opts = storage_options("put", options, kwargs)
+        pair = kv.encode_entry(key, value)
+        with storage._writing(opts):
+            kv.put_encoded([pair])
+        return _DONE
+
+    def delete(
+        self, key: str | list[str], options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Resolved[bool] | Resolved[int]:
+        self._check("delete()")
+        storage = self._storage
+        opts = storage_options("delete", options, kwargs)
+        if isinstance(key, str):
+            with storage._writing(opts):
+                return Resolved(storage._kv.delete(key))
+        if isinstance(key, (list, tuple)):
+            check_batch_size(len(key))
+            with storage._writing(opts):
+                return Resolved(storage._kv.delete_many(key))
+        raise DurableObjectTypeError(
+            f"delete() takes a string key or a list of keys, got {type(key).__name__}"
+        )
+
+    def list(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Resolved[dict[str, Any]]:
+        self._check("list()")
+        merged = {**(options or {}), **kwargs}
+        rng = compile_list_options(merged)
+        return Resolved(dict(self._storage._kv.iter_range(rng)))
+
+
+class DurableObjectStorage(_KvOps):
+    """The storage of one object; one per instance activation."""
+
+    def __init__(self, db: ObjectDatabase, committer: Committer, host: ObjectHost) -> None:
+        self._storage = self
+        self.database = db
+        self._kv = KvStore(db)
+        self._committer = committer
+        self._host = host
+        self._loop = asyncio.get_running_loop()
+        self._batch: Batch | None = None  # the open (uncommitted) batch
+        self._gate_batch: Batch | None = None  # latest batch holding a confirmed write
+        self._last_batch: Batch | None = None  # latest batch of any kind (for sync())
+        self._unconfirmed = False
+        self._sql: SqlStorage | None = None
+        self._sync_kv: SyncKvStorage | None = None
+        self._transaction_depth = 0
+        self._closed = False
+        db.set_batch_listener(self._batch_opened)
+
+    # -- the commit path (driven by the committer) ----------------------------------------
+
+    def _batch_opened(self, db: ObjectDatabase) -> None:
+        batch = Batch(self._loop)
+        self._batch = batch
+        self._last_batch = batch
+        if not self._unconfirmed:
+            self._gate_batch = batch
+        self._committer.enqueue(self)
+
+    def _writing(self, opts: Mapping[str, Any]) -> _WriteScope:
+        return _WriteScope(self, bool(opts.get("allow_unconfirmed")))
+
+    def commit_batch(self) -> Batch | None:
+        if self._closed or self.database.in_savepoint:
+            return None  # an open transaction(): committed when it ends
+        batch, self._batch = self._batch, None
+        self.database.commit()
+        return batch
+
+    def sync_database(self) -> None:
+        self.database.sync()
+
+    def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
+        failed = ObjectResetError(f"Durable Object storage failed to commit a write: {error}")
+        failed.__cause__ = error
+        for held in {batch, self._batch, self._gate_batch, self._last_batch}:
+            if held is not None and not held.done:
+                held.settle(failed)
+        self._host.reset(failed)
+
+    def _check(self, op: str) -> None:
+        if self._closed:
+            raise StorageError("Durable Object storage is no longer accessible.")
+
+    def close_for_reset(self) -> None:
+        """The instance is being reset: discard the open batch and refuse further calls."""
+        self._closed = True
+        self.discard_uncommitted()
+
+    def discard_uncommitted(self) -> None:
+        """Roll back the open batch (abort / reset): its writes never happened."""
+        self.database.rollback()
+        if self._batch is not None:
+            self._batch.settle(None)
+            if self._gate_batch is self._batch:
+                self._gate_batch = None
+            self._batch = None
+        self._transaction_depth = 0
+
+    async def wait_output_gate(self) -> None:
+        """Wait until every confirmed write issued so far is durable (spec §6)."""
+        batch = self._gate_batch
+        if batch is not None:
+            await batch.wait()
+
+    async def sync(self) -> None:
+        """Resolve once every write issued before this call is durable (incl. unconfirmed)."""
+        batch = self._last_batch
+        if batch is not None:
+            await batch.wait()
+
+    # -- other async methods -------------------------------------------------------------
+
+    def delete_all(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Resolved[None]:
+        opts = dict(storage_options("deleteAll", options, kwargs))
+        if self._transaction_depth:
+            raise StorageError("Cannot call deleteAll() within a transaction")
+        if self.database.backend is Backend.SQLITE:
+            opts.pop("allow_unconfirmed", None)  # ignored for SQLite (spec §5.3)
+        with self._writing(opts):
+            self._kv.delete_all()
+            if self.database.backend is Backend.SQLITE:
+                self.sql.drop_all_user_objects()
+        return _DONE
+
+    async def transaction(self, closure: Callable[[DurableObjectTransaction], Awaitable[T]]) -> T:
+        """Run ``closure(txn)`` as a critical section in a savepoint (spec §5.6)."""
+        async with self._host.critical_section():
+            depth = self.database.savepoint_depth
+            txn = DurableObjectTransaction(self, depth)
+            self._transaction_depth += 1
+            try:
+                with self.database.savepoint("savepoint"):
+                    result = await closure(txn)
+                    txn._finished = True
+            finally:
+                txn._finished = True
+                self._transaction_depth -= 1
+                if self.database.batch_open and not self.database.in_savepoint:
+                    self._committer.enqueue(self)
+            return result
+
+    def transaction_sync(self, callback: Callable[[], T]) -> T:
+        """Run ``callback()`` synchronously in a savepoint (SQLite only, spec §5.7)."""
+        if self.database.backend is not Backend.SQLITE:
+            raise StorageError(_NOT_SQL)
+        with self.database.savepoint("sync_savepoint"):
+            result = callback()
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise DurableObjectTypeError(
+                    "transactionSync() callback must be synchronous; it returned an awaitable"
+                )
+        return result
+
+    @property
+    def sql(self) -> SqlStorage:
+        if self.database.backend is not Backend.SQLITE:
+            raise StorageError(_SQL_UNAVAILABLE)
+        if self._sql is None:
+            self._sql = _GatedSql(self)
+        return self._sql
+
+    @property
+    def kv(self) -> SyncKvStorage:
+        if self.database.backend is not Backend.SQLITE:
+            raise StorageError(_KV_UNAVAILABLE)
+        if self._sync_kv is None:
+            self._sync_kv = SyncKvStorage(self)
+        return self._sync_kv
+
+    deleteAll = delete_all
+    transactionSync = transaction_sync
+
+
+class _WriteScope:
+    """Marks writes as unconfirmed while they run, and as held by the output gate otherwise."""
+
+    __slots__ = ("_storage", "_unconfirmed")
+
+    def __init__(self, storage: DurableObjectStorage, unconfirmed: bool) -> None:
+        self._storage = storage
+        self._unconfirmed = unconfirmed
+
+    def __enter__(self) -> None:
+        self._storage._unconfirmed = self._unconfirmed
+
+    def __exit__(self, *exc: object) -> None:
+        storage = self._storage
+        storage._unconfirmed = False
+        if not self._unconfirmed and storage._batch is not None:
+            storage._gate_batch = storage._batch
+
+
+class _GatedSql(SqlStorage):
+    """User SQL: any exec may write, so it holds the output gate like a confirmed write."""
+
+    def __init__(self, storage: DurableObjectStorage) -> None:
+        super().__init__(storage.database)
+        self._owner = storage
+
+    def exec(self, query: str, /, *bindings: object) -> SqlStorageCursor:
+        cursor = super().exec(query, *bindings)
+        if self._owner._batch is not None:
+            self._owner._gate_batch = self._owner._batch
+        return cursor
+
+
+class DurableObjectTransaction(_KvOps):
+    """The ``txn`` passed to ``transaction()``'s closure."""
+
+    def __init__(self, storage: DurableObjectStorage, depth: int) -> None:
+        self._storage = storage
+        self._depth = depth
+        self._rolled_back = False
+        self._finished = False
+
+    def _check(self, op: str) -> None:
+        if self._rolled_back:
+            raise StorageError(f"Cannot {op} on rolled back transaction")
+        if self._finished:
+            raise StorageError(
+                f"Cannot call {op} on transaction that has already committed: "
+                "did you move `txn` outside of the closure?"
+            )
+
+    def rollback(self) -> None:
+        """Discard the transaction's writes; idempotent."""
+        if self._rolled_back:
+            return
+        self._check("rollback()")
+        self._storage.database.rollback_savepoint("savepoint", self._depth)
+        self._rolled_back = True
+
+    async def delete_all(self, *args: Any, **kwargs: Any) -> None:
+        raise StorageError("Cannot call deleteAll() within a transaction")
+
+    deleteAll = delete_all
+
+
+class SyncKvStorage:
+    """``ctx.storage.kv``: synchronous KV over the same table (SQLite only, spec §5.8)."""
+
+    def __init__(self, storage: DurableObjectStorage) -> None:
+        self._storage = storage
+        self._list_generation = 0
+
+    def get(self, key: str) -> Any:
+        return self._storage._kv.get(key)[1]
+
+    def put(self, key: str, value: Any = _MISSING) -> None:
+        if value is _MISSING:
+            raise DurableObjectTypeError("put() called with undefined value.")
+        pair = self._storage._kv.encode_entry(key, value)
+        with self._storage._writing({}):
+            self._storage._kv.put_encoded([pair])
+
+    def delete(self, key: str) -> bool:
+        with self._storage._writing({}):
+            return self._storage._kv.delete(key)
+
+    def list(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Iterator[tuple[str, Any]]:
+        rng = compile_list_options({**(options or {}), **kwargs})
+        self._list_generation += 1
+        generation = self._list_generation
+        rows = list(self._storage._kv.iter_range(rng))  # no statement left open across commits
+
+        def iterate() -> Iterator[tuple[str, Any]]:
+            for row in rows:
+                if generation != self._list_generation:
+                    raise StorageError(
+                        "kv.list() iterator was invalidated because a new call to kv.list() "
+                        "was started. Only one kv.list() iterator can exist at a time."
+                    )
+                yield row
+
+        return iterate()

@@ -1,0 +1,59 @@
+"""In-process runtime fixtures: real SQLite files under tmp_path, no server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from objectd.ids import IdMinter
+from objectd.runtime.committer import Committable, Committer, Durability
+from objectd.runtime.namespace import DurableObjectNamespace, DurableObjectStub
+from objectd.runtime.registry import ObjectClass
+from objectd.storage.database import Backend
+
+
+class RecordingSyncer:
+    """A syncer that records each sync and can hold it (threading.Event) or fail it."""
+
+    def __init__(self) -> None:
+        self.synced = 0
+        self.release = threading.Event()
+        self.release.set()
+        self.fail_with: BaseException | None = None
+        self.log: list[str] | None = None
+
+    def __call__(self, storage: Committable) -> None:
+        self.release.wait(10)
+        if self.fail_with is not None:
+            raise self.fail_with
+        storage.sync_database()
+        self.synced += 1
+        if self.log is not None:
+            self.log.append("synced")
+
+
+def make_namespace(
+    tmp_path: Path,
+    cls: type,
+    *,
+    backend: Backend = Backend.SQLITE,
+    committer: Committer | None = None,
+    env: Any = None,
+) -> DurableObjectNamespace:
+    object_class = ObjectClass(
+        name=cls.__name__,
+        cls=cls,
+        backend=backend,
+        directory=tmp_path / cls.__name__,
+        minter=IdMinter(b"k" * 32),
+        committer=committer or Committer(durability=Durability.FSYNC),
+        env=env,
+    )
+    return DurableObjectNamespace(object_class)
+
+
+def run_in(stub: DurableObjectStub, fn: Callable[[Any], Awaitable[Any]]) -> Awaitable[Any]:
+    """Run ``fn(instance)`` as an event of the stub's object (like run_in_durable_object)."""
+    return stub._class.host(stub.id).submit(fn)
