@@ -1,0 +1,73 @@
+"""objectd: a self-hostable Durable Objects runtime for Python.
+
+The public API; everything else is internal.  Each name keeps Cloudflare's noun,
+and camelCase aliases of methods live on the classes themselves.
+"""
+
+from objectd.errors import (
+    ConfigError,
+    ConnectionLostError,
+    DurableObjectAbort,
+    DurableObjectError,
+    DurableObjectRangeError,
+    DurableObjectTypeError,
+    InvalidIdError,
+    MigrationError,
+    ObjectResetError,
+    OverloadedError,
+    RemoteError,
+    RpcError,
+    SerializationError,
+    SqlError,
+    StorageError,
+)
+from objectd.fetch import Headers, Request, Response
+from objectd.ids import DurableObjectId
+from objectd.runtime.committer import Durability
+from objectd.runtime.namespace import DurableObjectNamespace, DurableObjectStub
+from objectd.runtime.objects import DurableObject, ExecutionContext, WorkerEntrypoint
+from objectd.runtime.outbound import fetch
+from objectd.runtime.state import DurableObjectState
+from objectd.runtime.storage_api import (
+    DurableObjectStorage,
+    DurableObjectTransaction,
+    SyncKvStorage,
+)
+from objectd.storage.sql import SqlStorage, SqlStorageCursor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "ConnectionLostError",
+    "Durability",
+    "DurableObject",
+    "DurableObjectAbort",
+    "DurableObjectError",
+    "DurableObjectId",
+    "DurableObjectNamespace",
+    "DurableObjectRangeError",
+    "DurableObjectState",
+    "DurableObjectStorage",
+    "DurableObjectStub",
+    "DurableObjectTransaction",
+    "DurableObjectTypeError",
+    "ExecutionContext",
+    "Headers",
+    "InvalidIdError",
+    "MigrationError",
+    "ObjectResetError",
+    "OverloadedError",
+    "RemoteError",
+    "Request",
+    "Response",
+    "RpcError",
+    "SerializationError",
+    "SqlError",
+    "SqlStorage",
+    "SqlStorageCursor",
+    "StorageError",
+    "SyncKvStorage",
+    "WorkerEntrypoint",
+    "fetch",
+]

@@ -1,0 +1,174 @@
+"""The ``objectd`` command (L4): parse arguments, call the library, exit.
+
+``objectd dev [DIR]`` serves a project on 127.0.0.1:8787 with its data in
+``DIR/.objectd/`` and restarts the serving process when code or config changes
+(the data stays).  ``objectd serve [DIR]`` serves without reloading.  Both bind the
+socket first, so ``--port 0`` works, and print ``objectd: serving <name> on <url>``
+once the project is loaded and ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+
+from objectd import __version__
+from objectd.asgi import ObjectdApp
+from objectd.config import find_config
+from objectd.errors import ConfigError
+from objectd.runtime.committer import Durability
+
+__all__ = ["main"]
+
+_RELOAD_INCLUDES = ["*.py", "wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars*"]
+
+
+def _common(function: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.argument(
+            "directory",
+            default=".",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+        ),
+        click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
+        click.option("--port", default=8787, show_default=True, type=int, help="0: any free port."),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where object data lives [default: DIRECTORY/.objectd].",
+        ),
+        click.option(
+            "--durability",
+            type=click.Choice([d.value for d in Durability]),
+            default=Durability.FSYNC.value,
+            show_default=True,
+            help="fsync: every acknowledged write is synced to disk (survives power loss). "
+            "process: committed to the OS only (survives a killed process, not power loss).",
+        ),
+        click.option("--env", "environment", help="Wrangler environment ([env.NAME])."),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default="info",
+            show_default=True,
+        ),
+        click.option("--access-log/--no-access-log", default=False, show_default=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.group()
+@click.version_option(__version__, prog_name="objectd")
+def main() -> None:
+    """objectd: Durable Objects for Python, on your own machines."""
+
+
+@main.command()
+@_common
+def dev(
+    directory: Path,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    durability: str,
+    environment: str | None,
+    log_level: str,
+    access_log: bool,
+) -> None:
+    """Serve DIRECTORY for development, reloading when its code or config changes."""
+    directory = directory.resolve()
+    _check_project(directory)
+    config = _uvicorn_config(
+        "objectd.asgi:app_from_environment", host, port, log_level, access_log, factory=True
+    )
+    config.reload = True
+    config.reload_dirs = [directory]
+    config.reload_includes = _RELOAD_INCLUDES
+    config.reload_excludes = [".objectd/*", ".venv/*"]
+    sock = config.bind_socket()
+    url = _url(host, sock.getsockname()[1])
+    os.environ.update(
+        OBJECTD_PROJECT=str(directory),
+        OBJECTD_DATA_DIR=str(data_dir.resolve()) if data_dir else "",
+        OBJECTD_DURABILITY=durability,
+        OBJECTD_ENV=environment or "",
+        OBJECTD_ANNOUNCE=url,
+    )
+    from uvicorn.supervisors import ChangeReload
+
+    server = uvicorn.Server(config)
+    ChangeReload(config, target=server.run, sockets=[sock]).run()
+
+
+@main.command()
+@_common
+def serve(
+    directory: Path,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    durability: str,
+    environment: str | None,
+    log_level: str,
+    access_log: bool,
+) -> None:
+    """Serve DIRECTORY in production (no reloading)."""
+    directory = directory.resolve()
+    _check_project(directory)
+    app = ObjectdApp(
+        directory,
+        data_dir=data_dir.resolve() if data_dir else None,
+        durability=Durability(durability),
+        environment=environment,
+    )
+    config = _uvicorn_config(app, host, port, log_level, access_log)
+    sock = config.bind_socket()
+    app.announce = _url(host, sock.getsockname()[1])
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
+    # handlers it found installed. With these in place, a graceful stop exits 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(1)
+
+
+def _check_project(directory: Path) -> None:
+    try:
+        find_config(directory)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _uvicorn_config(
+    app: Any, host: str, port: int, log_level: str, access_log: bool, *, factory: bool = False
+) -> uvicorn.Config:
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        factory=factory,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        ws="websockets",
+        lifespan="on",
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"

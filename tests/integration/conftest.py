@@ -1,0 +1,126 @@
+"""Integration tier: real ``objectd`` server processes on port 0, real HTTP clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+_READY = re.compile(r"objectd: serving \S+ on (http://\S+)")
+
+
+class Server:
+    """One ``objectd serve`` process; its output is kept for failure messages."""
+
+    def __init__(self, project: Path, data_dir: Path, *args: str) -> None:
+        self.project = project
+        self.data_dir = data_dir
+        self.args = args
+        self.lines: list[str] = []
+        self.url = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 30.0) -> Server:
+        self.lines = []
+        self.url = ""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "objectd",
+                "serve",
+                str(self.project),
+                "--port",
+                "0",
+                "--data-dir",
+                str(self.data_dir),
+                *self.args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        ready = threading.Event()
+        self._drainer = threading.Thread(target=self._drain, args=(ready,), daemon=True)
+        self._drainer.start()
+        if not ready.wait(timeout) or not self.url:
+            self.kill()
+            raise RuntimeError("objectd did not start:\n" + self.output)
+        return self
+
+    def _drain(self, ready: threading.Event) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            match = _READY.search(line)
+            if match and not self.url:
+                self.url = match.group(1)
+                ready.set()
+        ready.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._close_output()
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+            self._close_output()
+
+    def _close_output(self) -> None:
+        assert self.proc is not None
+        self._drainer.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30.0)
+
+
+@pytest.fixture
+def project(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A copy of the example named by ``@pytest.mark.parametrize('project', [...])``."""
+    name = getattr(request, "param", "bench")
+    target = tmp_path / name
+    shutil.copytree(EXAMPLES / name, target, ignore=shutil.ignore_patterns(".objectd"))
+    return target
+
+
+@pytest.fixture
+def server(project: Path, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(project, tmp_path / "data").start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
