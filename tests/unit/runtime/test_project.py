@@ -1,0 +1,182 @@
+"""Loading a project: entrypoints, env, compatibility module, refusals (issue 2 §2, §8, §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from objectd.errors import ConfigError
+from objectd.fetch import Request
+from objectd.runtime.project import Project
+
+WRANGLER = """
+name = "app"
+main = "worker.py"
+
+[vars]
+GREETING = "hello"
+
+[[durable_objects.bindings]]
+name = "THING"
+class_name = "Thing"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["Thing"]
+"""
+
+
+def write_project(tmp_path: Path, worker: str, wrangler: str = WRANGLER) -> Path:
+    root = tmp_path / "app"
+    root.mkdir(parents=True)
+    (root / "wrangler.toml").write_text(wrangler)
+    (root / "worker.py").write_text(textwrap.dedent(worker))
+    (root / ".dev.vars").write_text('TOKEN="s3cret"\n')
+    sys.modules.pop("worker", None)
+    return root
+
+
+def serve(root: Path, *paths: str) -> list[tuple[int, str]]:
+    async def main() -> list[tuple[int, str]]:
+        project = Project.load(root)
+        try:
+            out = []
+            for path in paths:
+                response = await project.fetch(Request(f"http://localhost{path}"))
+                out.append((response.status, await response.text()))
+            return out
+        finally:
+            await project.close()
+
+    return asyncio.run(main())
+
+
+def test_cloudflare_python_worker_runs_unchanged(tmp_path: Path) -> None:
+    # Issue 2 §9: written exactly as a Cloudflare Python Worker (camelCase, `workers`).
+    root = write_project(
+        tmp_path,
+        """
+        from workers import DurableObject, Response, WorkerEntrypoint
+
+        class Thing(DurableObject):
+            def __init__(self, ctx, env):
+                super().__init__(ctx, env)
+                self.ready = False
+                ctx.blockConcurrencyWhile(self.load)
+
+            async def load(self):
+                self.ready = True
+
+            async def fetch(self, request):
+                storage = self.ctx.storage
+                await storage.put({"a": 1, "b": 2})
+                listed = await storage.list({"prefix": "a"})
+                rows = storage.sql.exec("SELECT 40 + ? AS v", 2).toArray()
+                return Response(f"{self.ready} {dict(listed)} {rows[0]['v']} {self.ctx.id.name}")
+
+            async def greet(self, who):
+                return f"{self.env.GREETING}, {who}"
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                stub = self.env.THING.getByName("x")
+                if request.url.endswith("/rpc"):
+                    return Response(await stub.greet("you"))
+                if request.url.endswith("/env"):
+                    return Response(f"{self.env.GREETING} {self.env.TOKEN}")
+                return await stub.fetch(request)
+    """,
+    )
+    assert serve(root, "/", "/rpc", "/env") == [
+        (200, "True {'a': 1} 42 x"),
+        (200, "hello, you"),
+        (200, "hello s3cret"),
+    ]
+
+
+def test_module_level_on_fetch(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path,
+        """
+        from objectd import DurableObject, Response
+
+        class Thing(DurableObject):
+            def hi(self):
+                return "hi"
+
+        async def on_fetch(request, env, ctx):
+            return Response(await env.THING.get_by_name("a").hi())
+    """,
+    )
+    assert serve(root, "/") == [(200, "hi")]
+
+
+def test_missing_entrypoint_and_unexported_class_are_refused(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path,
+        """
+        from objectd import DurableObject
+
+        class Thing(DurableObject):
+            pass
+    """,
+    )
+    with pytest.raises(ConfigError, match="no entrypoint"):
+        Project.load(root)
+    other = write_project(
+        tmp_path / "b",
+        """
+        from objectd import WorkerEntrypoint
+
+        class Default(WorkerEntrypoint):
+            pass
+    """,
+    )
+    with pytest.raises(ConfigError, match="Thing"):
+        Project.load(other)
+
+
+def test_binding_to_another_script_is_refused(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path,
+        """
+        from objectd import DurableObject, WorkerEntrypoint
+
+        class Thing(DurableObject):
+            pass
+
+        class Default(WorkerEntrypoint):
+            pass
+    """,
+        WRANGLER.replace('class_name = "Thing"', 'class_name = "Thing"\nscript_name = "other"'),
+    )
+    with pytest.raises(ConfigError, match="script_name 'other' is another worker"):
+        Project.load(root)
+
+
+def test_env_is_read_only_and_explains_missing_names(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path,
+        """
+        from objectd import DurableObject, Response, WorkerEntrypoint
+
+        class Thing(DurableObject):
+            pass
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                try:
+                    self.env.NOPE
+                except AttributeError as exc:
+                    return Response(str(exc))
+                return Response("unreachable")
+    """,
+    )
+    [(status, text)] = serve(root, "/")
+    assert status == 200
+    assert "no binding, var or secret named 'NOPE'" in text
+    assert "THING" in text
