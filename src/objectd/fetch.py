@@ -21,8 +21,7 @@ from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
 
 __all__ = ["Headers", "HeadersInit", "Request", "Response"]
 
-HeadersInit: TypeAlias = "Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None"
-Body: TypeAlias = "str | bytes | None"
+_Body: TypeAlias = str | bytes | None
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]|[^\x00-\xff]")  # CR/LF/NUL, or not a byte string
@@ -30,6 +29,7 @@ _HTTP_WHITESPACE = " \t\r\n"
 _TEXT_PLAIN = "text/plain;charset=UTF-8"
 _NULL_BODY_STATUSES = frozenset({101, 204, 205, 304})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 def _name(name: object) -> str:
@@ -83,14 +83,17 @@ class Headers(MutableMapping[str, str]):
 
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
         """All values of ``name`` joined with ``", "``, or ``default`` if there are none."""
-        key = _name(name)
-        values = [value for pair_name, value in self._pairs if pair_name == key]
+        values = self.get_all(name)
         return ", ".join(values) if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
         key = _name(name)
         return [value for pair_name, value in self._pairs if pair_name == key]
+
+    def get_set_cookie(self) -> list[str]:
+        """Every ``Set-Cookie`` value: cookies cannot be joined with commas."""
+        return [value for name, value in self._pairs if name == "set-cookie"]
 
     def has(self, name: str) -> bool:
         key = _name(name)
@@ -160,6 +163,10 @@ class Headers(MutableMapping[str, str]):
         return f"Headers({self._pairs!r})"
 
     getAll = get_all
+    getSetCookie = get_set_cookie
+
+
+HeadersInit: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
 class _BodyMixin:
@@ -227,7 +234,7 @@ class Request(_BodyMixin):
         *,
         method: str | None = None,
         headers: HeadersInit = None,
-        body: Body = None,
+        body: _Body = None,
     ) -> None:
         if isinstance(input, Request):
             url, base_method, base_body = input._url, input._method, input._body
@@ -322,7 +329,7 @@ class Response(_BodyMixin):
 
     def __init__(
         self,
-        body: Body = None,
+        body: _Body = None,
         status: int = 200,
         status_text: str = "",
         headers: HeadersInit = None,
@@ -349,7 +356,7 @@ class Response(_BodyMixin):
                 f"Response with null body status ({status}) cannot have a body."
             )
         self._status = status
-        self._status_text = status_text or _reason(status)
+        self._status_text = status_text or _REASONS.get(status, "")
         self._web_socket = web_socket
         self.url = ""  # set by the outbound fetch for responses it received
 
@@ -408,10 +415,3 @@ class Response(_BodyMixin):
 
     statusText = status_text
     webSocket = web_socket
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""

@@ -314,7 +314,7 @@ def _generator() -> Iterator[int]:
     ],
     ids=lambda v: type(v).__name__,
 )
-def test_refused_values_name_their_type(value: object, message: str) -> None:
+def test_refused_values_name_their_type(value: object, message: str) -> None:  # checklist 25
     with pytest.raises(SerializationError, match=message):
         encode(value)
     with pytest.raises(TypeError):  # SerializationError is a TypeError, like workerd's

@@ -40,6 +40,7 @@ def test_headers_are_multi_valued() -> None:
     assert headers.get("set-cookie") == "a=1, b=2"
     assert headers.get_all("Set-Cookie") == ["a=1", "b=2"]
     assert headers.getAll("set-cookie") == ["a=1", "b=2"]
+    assert headers.get_set_cookie() == headers.getSetCookie() == ["a=1", "b=2"]
     assert headers.get_all("missing") == []
     assert len(headers) == 2
     assert headers.raw() == [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"accept", b"*/*")]

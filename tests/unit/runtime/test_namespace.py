@@ -75,11 +75,11 @@ def test_004_new_unique_id_round_trips(tmp_path: Path) -> None:
 class BothSpellings(DurableObject):
     async def web_socket_message(self, ws: Any, message: Any) -> None: ...
 
-    async def webSocketMessage(self, ws: Any, message: Any) -> None: ...  # noqa: N802
+    async def webSocketMessage(self, ws: Any, message: Any) -> None: ...
 
 
 class CamelHandlers(DurableObject):
-    async def webSocketClose(self, ws: Any, code: int, reason: str, clean: bool) -> None: ...  # noqa: N802
+    async def webSocketClose(self, ws: Any, code: int, reason: str, clean: bool) -> None: ...
 
 
 def test_162_handler_lookup_either_spelling() -> None:
