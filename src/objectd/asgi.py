@@ -19,6 +19,7 @@ from typing import Any
 from objectd.fetch import Headers, Request
 from objectd.runtime.committer import Durability
 from objectd.runtime.project import Project
+from objectd.runtime.settings import RuntimeSettings
 
 __all__ = ["ObjectdApp", "app_from_environment"]
 
@@ -46,12 +47,14 @@ class ObjectdApp:
         durability: Durability = Durability.FSYNC,
         environment: str | None = None,
         announce: str | None = None,
+        settings: RuntimeSettings | None = None,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.durability = durability
         self.environment = environment
         self.announce = announce
+        self.settings = settings
         self.project: Project | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,12 +68,15 @@ class ObjectdApp:
 
     async def startup(self) -> Project:
         if self.project is None:
-            self.project = Project.load(
+            project = Project.load(
                 self.project_dir,
                 data_dir=self.data_dir,
                 durability=self.durability,
                 environment=self.environment,
+                settings=self.settings,
             )
+            await project.start()
+            self.project = project
         return self.project
 
     async def shutdown(self) -> None:

@@ -11,7 +11,7 @@ The tree::
     ├── StorageError                         misuse of the storage API (transactions, backend)
     │   └── SqlError                         SQLite said no; ``code`` is the SQLITE_* name
     ├── ObjectResetError                     the object was reset (durable_object_reset)
-    │   └── OverloadedError                  too much queued or a hang (overloaded)
+    ├── OverloadedError                      too much queued, or a hang that reset it (overloaded)
     ├── ConnectionLostError                  "Network connection lost." (retryable)
     ├── RemoteError                          base of errors raised inside an object (remote)
     └── ConfigError (ValueError)             wrangler config or migrations refused
@@ -123,8 +123,12 @@ class ObjectResetError(DurableObjectError):
     durable_object_reset = True
 
 
-class OverloadedError(ObjectResetError):
-    """Too many requests queued, or a critical section / storage wait hung too long."""
+class OverloadedError(DurableObjectError):
+    """Too many requests queued (do not retry), or a hang that reset the object.
+
+    A hang (critical section or storage wait past its limit) also sets
+    ``durable_object_reset``; a full queue leaves the object as it was.
+    """
 
     overloaded = True
 

@@ -38,6 +38,7 @@ from objectd.ids import DurableObjectId
 from objectd.runtime.committer import Batch
 from objectd.runtime.gates import InputGate, in_critical_section
 from objectd.runtime.state import DurableObjectState
+from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.runtime.storage_api import DurableObjectStorage
 from objectd.storage.database import ObjectDatabase
 
@@ -53,7 +54,10 @@ current_host: contextvars.ContextVar[ObjectHost | None] = contextvars.ContextVar
     "objectd_current_host", default=None
 )
 
-CRITICAL_SECTION_TIMEOUT_S = 30.0
+CPU_LIMIT_MESSAGE = "Worker exceeded CPU time limit."
+_STORAGE_TIMEOUT = (
+    "Durable Object storage operation exceeded timeout which caused object to be reset."
+)
 _BCW_TIMEOUT = (
     "A call to blockConcurrencyWhile() in a Durable Object waited for too long. "
     "The call was canceled and the Durable Object was reset."
@@ -72,6 +76,8 @@ class ObjectHost:
     def __init__(self, object_class: ObjectClass, object_id: DurableObjectId) -> None:
         self.object_class = object_class
         self.id = object_id
+        self.settings = object_class.settings
+        self.clock = self.settings.clock
         self.gate = InputGate()
         self.instance: Any = None
         self.state: DurableObjectState | None = None
@@ -80,29 +86,51 @@ class ObjectHost:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events: set[_Event] = set()
         self.activations = 0
+        self.idle_since = self.clock.monotonic()
+        self.last_touch = self.idle_since
+        # True while the constructor runs (setAlarm is allowed there without alarm()).
+        self.constructing = False
+        # Attached by runtime.websockets when the object accepts a socket: it decides
+        # whether the object may be evicted and keeps hibernated sockets across it.
+        self.websockets: Any = None
+        # Set by runtime.alarms while alarm() runs (getAlarm() semantics, retries).
+        self.current_alarm: Any = None
 
     # -- submitting events ---------------------------------------------------------------
 
     def submit(
         self, call: Callable[[Any], Awaitable[T]], *, after: Batch | None = None
     ) -> asyncio.Task[T]:
-        """Deliver ``call(instance)`` as the next event; ``after``: the caller's output gate."""
+        """Deliver ``call(instance)`` as the next event; ``after``: the caller's output gate.
+
+        Raises :class:`OverloadedError` at once when too many events are queued.
+        """
+        if len(self._events) >= self.settings.max_queued_events:
+            raise OverloadedError("Durable Object is overloaded. Too many requests queued.")
         task = asyncio.get_running_loop().create_task(self._run_event(call, after))
         self.own(task)
         return task
 
     def own(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self.idle_since = self.clock.monotonic()
 
     async def _run_event(self, call: Callable[[Any], Awaitable[T]], after: Batch | None) -> T:
         event = _Event(asyncio.current_task())
         self._events.add(event)
         current_host.set(self)
+        lifecycle = self.object_class.lifecycle
         try:
             if after is not None:
                 await after.wait()
             await self.gate.enter()
+            if lifecycle is not None:
+                lifecycle.touch(self)
             if self.instance is None:
                 self._activate()
             await self.gate.wait_open()  # a constructor's block_concurrency_while
@@ -112,10 +140,14 @@ class ObjectHost:
                 result = await call(self.instance)
             except DurableObjectAbort as abort:
                 raise ObjectResetError(abort.reason, remote=True) from None
+            except CpuLimitExceeded:
+                error = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
+                self.reset(error)
+                raise error from None
             except Exception as exc:
-                await storage.wait_output_gate()
+                await self._output_gate(storage)
                 raise _as_remote(exc) from None
-            await storage.wait_output_gate()
+            await self._output_gate(storage)
             return result
         except asyncio.CancelledError:
             if event.reset_error is not None:
@@ -123,6 +155,16 @@ class ObjectHost:
             raise
         finally:
             self._events.discard(event)
+
+    async def _output_gate(self, storage: DurableObjectStorage) -> None:
+        """Wait for this event's writes to be durable; a hang resets the object (spec §6)."""
+        try:
+            async with asyncio.timeout(self.settings.output_gate_timeout_s):
+                await storage.wait_output_gate()
+        except TimeoutError:
+            error = OverloadedError(_STORAGE_TIMEOUT, durable_object_reset=True)
+            self.reset(error)
+            raise error from None
 
     # -- activation and reset ------------------------------------------------------------
 
@@ -138,6 +180,7 @@ class ObjectHost:
         # Set before __init__ runs, so a subclass that forgets super().__init__ still works.
         instance.ctx = self.state
         instance.env = oc.env
+        self.constructing = True
         try:
             instance.__init__(self.state, oc.env)
         except DurableObjectAbort as abort:
@@ -147,7 +190,11 @@ class ObjectHost:
             # The triggering call fails; the next one constructs again (spec §3).
             self.reset(ObjectResetError(str(exc)))
             raise _as_remote(exc) from None
+        finally:
+            self.constructing = False
         self.instance = instance
+        if oc.lifecycle is not None:
+            oc.lifecycle.activated(self)
 
     def reset(self, error: BaseException) -> None:
         """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
@@ -188,13 +235,13 @@ class ObjectHost:
         async def run() -> Any:
             in_critical_section.set(True)
             try:
-                async with asyncio.timeout(CRITICAL_SECTION_TIMEOUT_S):
+                async with asyncio.timeout(self.settings.critical_section_timeout_s):
                     result = callback()
                     if inspect.isawaitable(result):
                         result = await result
                 return result
             except TimeoutError:
-                error = OverloadedError(_BCW_TIMEOUT)
+                error = OverloadedError(_BCW_TIMEOUT, durable_object_reset=True)
                 self.reset(error)
                 raise error from None
             except DurableObjectAbort as abort:
@@ -220,11 +267,45 @@ class ObjectHost:
 
         self.own(asyncio.get_running_loop().create_task(run()))
 
-    # -- shutdown ------------------------------------------------------------------------
+    # -- eviction and shutdown -----------------------------------------------------------
 
     @property
     def busy(self) -> bool:
         return bool(self._tasks)
+
+    @property
+    def live(self) -> bool:
+        return self.instance is not None or self._db is not None
+
+    def can_evict(self) -> bool:
+        """No work in progress, every write durable, and no socket pins the instance."""
+        if self._tasks:
+            return False
+        if self.storage is not None and not self.storage.quiescent:
+            return False
+        return self.websockets is None or self.websockets.allows_eviction()
+
+    def evict(self) -> None:
+        """Drop the instance and close its file; the next event constructs it again.
+
+        Only called when :meth:`can_evict` holds, so nothing uncommitted is lost.  A host
+        whose hibernatable sockets stay open is kept (its sockets wake it); otherwise it
+        leaves the class's table.
+        """
+        if self.storage is not None:
+            self.storage.close_for_reset()
+        self.instance = None
+        self.state = None
+        self.storage = None
+        self.gate = InputGate()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self.object_class.lifecycle is not None:
+            self.object_class.lifecycle.forget(self)
+        if self.websockets is None or not self.websockets.holds_sockets():
+            if self.object_class.hosts.get(self.id) is self:
+                del self.object_class.hosts[self.id]
 
     async def close(self) -> None:
         """Let running work finish, then close the database (its writes are committed)."""

@@ -22,6 +22,7 @@ from objectd.errors import (
     DurableObjectError,
     DurableObjectRangeError,
     DurableObjectTypeError,
+    OverloadedError,
     RpcError,
 )
 from objectd.fetch import Request, Response
@@ -182,7 +183,12 @@ class DurableObjectStub:
             if gate is not None and not gate.done:
                 after = gate
         host: ObjectHost = self._class.host(self.id)
-        return PendingCall(host.submit(deliver, after=after), self, decode, None)
+        try:
+            task = host.submit(deliver, after=after)
+        except OverloadedError as exc:
+            self._broken = exc  # spec §2.4: a stub that saw overload stays failed
+            return PendingCall(None, self, decode, exc)
+        return PendingCall(task, self, decode, None)
 
     def __repr__(self) -> str:
         return f"<DurableObjectStub {self._class.name} {self.id}>"

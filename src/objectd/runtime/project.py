@@ -9,6 +9,7 @@ every binding checked against a created, exported class.  After that,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +22,8 @@ from objectd.errors import ConfigError
 from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
 from objectd.runtime.committer import Committer, Durability
+from objectd.runtime.host import ObjectHost
+from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
 from objectd.runtime.migrations import apply_migrations
 from objectd.runtime.namespace import DurableObjectNamespace
@@ -32,6 +35,8 @@ from objectd.runtime.objects import (
 )
 from objectd.runtime.outbound import close_client
 from objectd.runtime.registry import ObjectClass
+from objectd.runtime.settings import RuntimeSettings
+from objectd.runtime.watchdog import CpuWatchdog
 
 __all__ = ["Env", "Project"]
 
@@ -80,14 +85,22 @@ class Project:
         classes: dict[str, ObjectClass],
         env: Env,
         committer: Committer,
+        settings: RuntimeSettings,
+        lifecycle: Lifecycle,
     ) -> None:
         self.config = config
         self.module = module
         self.classes = classes
         self.env = env
         self.committer = committer
+        self.settings = settings
+        self.lifecycle = lifecycle
         self._entry = _find_entrypoint(module, config)
         self._background: set[asyncio.Task[Any]] = set()
+        self._services: list[asyncio.Task[Any]] = []
+        self._watchdog = CpuWatchdog(
+            settings.cpu_limit_s, targets=(ObjectHost._run_event.__code__,)
+        )
 
     @classmethod
     def load(
@@ -97,8 +110,13 @@ class Project:
         data_dir: str | Path | None = None,
         durability: Durability = Durability.FSYNC,
         environment: str | None = None,
+        settings: RuntimeSettings | None = None,
     ) -> Project:
         config = load_project(directory, env=environment)
+        settings = settings or RuntimeSettings()
+        if config.limits.cpu_ms is not None:
+            settings = dataclasses.replace(settings, cpu_limit_s=config.limits.cpu_ms / 1000)
+        lifecycle = Lifecycle(settings)
         root = Path(data_dir) if data_dir is not None else config.root / ".objectd"
         module = load_module(config.main)
         exported = {name: value for name, value in vars(module).items() if isinstance(value, type)}
@@ -116,6 +134,8 @@ class Project:
                 directory=state.directory,
                 minter=IdMinter(state.secret),
                 committer=committer,
+                settings=settings,
+                lifecycle=lifecycle,
             )
         values: dict[str, Any] = dict(config.vars)
         for secret, value in config.secrets.items():
@@ -137,7 +157,13 @@ class Project:
         env = Env(values)
         for object_class in classes.values():
             object_class.env = env
-        return cls(config, module, classes, env, committer)
+        return cls(config, module, classes, env, committer, settings, lifecycle)
+
+    async def start(self) -> None:
+        """Start the runtime's own tasks: eviction and the CPU watchdog."""
+        loop = asyncio.get_running_loop()
+        self._services.append(loop.create_task(self.lifecycle.run(), name="objectd-evictor"))
+        self._watchdog.start()
 
     async def fetch(self, request: Request) -> Response:
         """Serve one request through the worker's entrypoint."""
@@ -163,6 +189,11 @@ class Project:
 
     async def close(self) -> None:
         """Finish background work, commit and sync everything, close every file."""
+        self._watchdog.stop()
+        for task in self._services:
+            task.cancel()
+        await asyncio.gather(*self._services, return_exceptions=True)
+        self._services.clear()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         for object_class in self.classes.values():

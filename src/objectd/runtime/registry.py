@@ -9,6 +9,8 @@ from typing import Any
 from objectd.ids import DurableObjectId, IdMinter
 from objectd.runtime.committer import Committer
 from objectd.runtime.host import ObjectHost
+from objectd.runtime.lifecycle import Lifecycle
+from objectd.runtime.settings import RuntimeSettings
 from objectd.storage.database import Backend
 
 __all__ = ["ObjectClass"]
@@ -25,6 +27,8 @@ class ObjectClass:
     minter: IdMinter
     committer: Committer
     env: Any = None
+    settings: RuntimeSettings = field(default_factory=RuntimeSettings)
+    lifecycle: Lifecycle | None = None  # None: objects stay in memory (unit tests)
     hosts: dict[DurableObjectId, ObjectHost] = field(default_factory=dict)
 
     def host(self, object_id: DurableObjectId) -> ObjectHost:

@@ -219,6 +219,12 @@ class DurableObjectStorage(_KvOps):
             self._batch = None
         self._transaction_depth = 0
 
+    @property
+    def quiescent(self) -> bool:
+        """No open batch and every committed batch synced: safe to close the file."""
+        last = self._last_batch
+        return self._batch is None and (last is None or last.done)
+
     async def wait_output_gate(self) -> None:
         """Wait until every confirmed write issued so far is durable (spec §6)."""
         batch = self._gate_batch

@@ -9,8 +9,10 @@ from typing import Any
 
 from objectd.ids import IdMinter
 from objectd.runtime.committer import Committable, Committer, Durability
+from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.namespace import DurableObjectNamespace, DurableObjectStub
 from objectd.runtime.registry import ObjectClass
+from objectd.runtime.settings import RuntimeSettings
 from objectd.storage.database import Backend
 
 
@@ -41,7 +43,10 @@ def make_namespace(
     backend: Backend = Backend.SQLITE,
     committer: Committer | None = None,
     env: Any = None,
+    settings: RuntimeSettings | None = None,
+    lifecycle: bool = False,
 ) -> DurableObjectNamespace:
+    settings = settings or RuntimeSettings()
     object_class = ObjectClass(
         name=cls.__name__,
         cls=cls,
@@ -50,6 +55,8 @@ def make_namespace(
         minter=IdMinter(b"k" * 32),
         committer=committer or Committer(durability=Durability.FSYNC),
         env=env,
+        settings=settings,
+        lifecycle=Lifecycle(settings) if lifecycle else None,
     )
     return DurableObjectNamespace(object_class)
 

@@ -18,10 +18,10 @@ from objectd.errors import (
     SerializationError,
 )
 from objectd.fetch import Request, Response
-from objectd.runtime import host as host_module
 from objectd.runtime.committer import Committer, Durability
 from objectd.runtime.namespace import RpcMethod
 from objectd.runtime.objects import DurableObject
+from objectd.runtime.settings import RuntimeSettings
 
 constructed: list[str] = []
 
@@ -324,18 +324,19 @@ def test_041_failing_critical_section_resets(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_042_critical_section_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(host_module, "CRITICAL_SECTION_TIMEOUT_S", 0.05)
+def test_042_critical_section_timeout(tmp_path: Path) -> None:
 
     class Hangs(DurableObject):
         async def hang(self) -> None:
             await self.ctx.block_concurrency_while(lambda: asyncio.sleep(10))
 
     async def main() -> None:
-        stub = make_namespace(tmp_path, Hangs).get_by_name("a")
+        settings = RuntimeSettings(critical_section_timeout_s=0.05)
+        stub = make_namespace(tmp_path, Hangs, settings=settings).get_by_name("a")
         with pytest.raises(OverloadedError, match="waited for too long") as info:
             await stub.hang()
         assert info.value.overloaded is True
+        assert info.value.durable_object_reset is True
 
     asyncio.run(main())
 

@@ -1,0 +1,88 @@
+"""Which objects stay in memory: idle eviction and the live-object cap (spec §9).
+
+Live hosts are kept in least-recently-used order (touched when an event enters).
+A reaper evicts hosts idle longer than ``idle_timeout_s`` (Cloudflare hibernates an
+idle object after 10 s); whenever more than ``max_live_objects`` are live, the least
+recently used idle ones are evicted at once, so memory stays bounded however many
+objects are touched.  Eviction closes the object's file; storage is untouched and
+the next event constructs the object again.  Scans stop at the first recently
+touched host, so a reap costs what it evicts, not the number of live objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from objectd.runtime.settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from objectd.runtime.host import ObjectHost
+
+__all__ = ["Lifecycle"]
+
+log = logging.getLogger("objectd.runtime")
+
+
+class Lifecycle:
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = settings
+        self._live: OrderedDict[ObjectHost, None] = OrderedDict()
+        self.evictions = 0
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def touch(self, host: ObjectHost) -> None:
+        host.last_touch = self.settings.clock.monotonic()
+        if host in self._live:
+            self._live.move_to_end(host)
+
+    def activated(self, host: ObjectHost) -> None:
+        self._live[host] = None
+        self._live.move_to_end(host)
+        if len(self._live) > self.settings.max_live_objects:
+            self._enforce_cap()
+
+    def forget(self, host: ObjectHost) -> None:
+        self._live.pop(host, None)
+
+    def _enforce_cap(self) -> None:
+        excess = len(self._live) - self.settings.max_live_objects
+        for host in list(self._live)[: max(excess * 4, 16)]:
+            if excess <= 0:
+                break
+            if host.can_evict():
+                host.evict()
+                self.evictions += 1
+                excess -= 1
+
+    def reap(self) -> int:
+        """Evict every host idle past the timeout; returns how many."""
+        now = self.settings.clock.monotonic()
+        timeout = self.settings.idle_timeout_s
+        evicted = 0
+        for host in list(self._live):
+            if now - host.last_touch < timeout:
+                break  # LRU order: everything after was touched more recently
+            if now - host.idle_since >= timeout and host.can_evict():
+                host.evict()
+                evicted += 1
+        self.evictions += evicted
+        return evicted
+
+    async def run(self) -> None:
+        """Reap every half timeout (at most every second) until cancelled."""
+        interval = min(1.0, self.settings.idle_timeout_s / 2)
+        while True:
+            await self.settings.clock.sleep(interval)
+            try:
+                self.reap()
+            except Exception:
+                log.exception("objectd: eviction pass failed")
+
+    async def close(self) -> None:
+        self._live.clear()

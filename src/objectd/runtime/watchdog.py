@@ -1,0 +1,96 @@
+"""The CPU-time limit: stop a handler stuck in a Python loop (spec §11, issue 3 §3).
+
+A handler that never awaits blocks the event loop, so nothing on the loop can stop
+it.  A watchdog thread watches a heartbeat the loop posts every ``poll`` seconds.
+When the heartbeat stalls and the loop thread has burnt ``limit`` seconds of CPU
+since the last beat, and the stuck code is running inside an object's event, the
+watchdog raises :class:`CpuLimitExceeded` in the loop thread (CPython's
+``PyThreadState_SetAsyncExc``).  The event's runner catches it and resets only that
+object.  Blocking that is not CPU (a sleeping system call) is not counted, and code
+outside an object event is never interrupted.
+
+What is measured is one uninterrupted run between two awaits, not the sum over an
+event: cooperative code that awaits is never interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import sys
+import threading
+import time
+from types import CodeType
+
+__all__ = ["CpuLimitExceeded", "CpuWatchdog"]
+
+
+class CpuLimitExceeded(BaseException):  # noqa: N818 - a signal, not an error type callers see
+    """Raised inside a handler that ran past the CPU limit; never reaches user callers."""
+
+
+class CpuWatchdog:
+    def __init__(
+        self, limit_s: float, *, targets: tuple[CodeType, ...], poll_s: float = 0.2
+    ) -> None:
+        self.limit_s = limit_s
+        self.poll_s = poll_s
+        self._targets = targets
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop_ident = 0
+        self._cpu_clock = 0
+        self._beats = 0
+        self._beat_cpu = 0.0
+        self._interrupted_beat = -1
+        self.interruptions = 0
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_ident = threading.get_ident()
+        self._cpu_clock = time.pthread_getcpuclockid(self._loop_ident)
+        self._beat()
+        self._thread = threading.Thread(target=self._watch, name="objectd-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _beat(self) -> None:
+        self._beats += 1
+        self._beat_cpu = time.clock_gettime(self._cpu_clock)
+        assert self._loop is not None
+        self._handle = self._loop.call_later(self.poll_s, self._beat)
+
+    def _watch(self) -> None:
+        seen = self._beats
+        while not self._stop.wait(self.poll_s):
+            beats = self._beats
+            if beats != seen:
+                seen = beats
+                continue
+            # The loop missed a beat: how much CPU has its thread used since?
+            try:
+                used = time.clock_gettime(self._cpu_clock) - self._beat_cpu
+            except OSError:
+                return  # the loop thread is gone
+            if used >= self.limit_s and self._interrupted_beat != beats and self._in_event():
+                self._interrupted_beat = beats
+                self.interruptions += 1
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self._loop_ident), ctypes.py_object(CpuLimitExceeded)
+                )
+
+    def _in_event(self) -> bool:
+        frame = sys._current_frames().get(self._loop_ident)
+        while frame is not None:
+            if frame.f_code in self._targets:
+                return True
+            frame = frame.f_back
+        return False
