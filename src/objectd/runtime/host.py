@@ -85,6 +85,7 @@ class ObjectHost:
         self._db: ObjectDatabase | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events: set[_Event] = set()
+        self._queued = 0  # events submitted and not finished (the overload bound)
         self.activations = 0
         self.idle_since = self.clock.monotonic()
         self.last_touch = self.idle_since
@@ -105,11 +106,16 @@ class ObjectHost:
 
         Raises :class:`OverloadedError` at once when too many events are queued.
         """
-        if len(self._events) >= self.settings.max_queued_events:
+        if self._queued >= self.settings.max_queued_events:
             raise OverloadedError("Durable Object is overloaded. Too many requests queued.")
         task = asyncio.get_running_loop().create_task(self._run_event(call, after))
+        self._queued += 1
+        task.add_done_callback(self._event_done)
         self.own(task)
         return task
+
+    def _event_done(self, task: asyncio.Task[Any]) -> None:
+        self._queued -= 1
 
     def own(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
