@@ -88,12 +88,17 @@ def dev(
     directory = directory.resolve()
     _check_project(directory)
     config = _uvicorn_config(
-        "objectd.asgi:app_from_environment", host, port, log_level, access_log, factory=True
+        "objectd.asgi:app_from_environment",
+        host,
+        port,
+        log_level,
+        access_log,
+        factory=True,
+        reload=True,
+        reload_dirs=[str(directory)],
+        reload_includes=_RELOAD_INCLUDES,
+        reload_excludes=[".objectd/*", ".venv/*"],
     )
-    config.reload = True
-    config.reload_dirs = [directory]
-    config.reload_includes = _RELOAD_INCLUDES
-    config.reload_excludes = [".objectd/*", ".venv/*"]
     sock = config.bind_socket()
     url = _url(host, sock.getsockname()[1])
     os.environ.update(
@@ -151,14 +156,13 @@ def _check_project(directory: Path) -> None:
 
 
 def _uvicorn_config(
-    app: Any, host: str, port: int, log_level: str, access_log: bool, *, factory: bool = False
+    app: Any, host: str, port: int, log_level: str, access_log: bool, **extra: Any
 ) -> uvicorn.Config:
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        factory=factory,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         ws="websockets",
@@ -166,6 +170,7 @@ def _uvicorn_config(
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=30,
+        **extra,
     )
 
 

@@ -23,7 +23,8 @@ _READY = re.compile(r"objectd: serving \S+ on (http://\S+)")
 class Server:
     """One ``objectd serve`` process; its output is kept for failure messages."""
 
-    def __init__(self, project: Path, data_dir: Path, *args: str) -> None:
+    def __init__(self, project: Path, data_dir: Path, *args: str, mode: str = "serve") -> None:
+        self.mode = mode
         self.project = project
         self.data_dir = data_dir
         self.args = args
@@ -40,7 +41,7 @@ class Server:
                 sys.executable,
                 "-m",
                 "objectd",
-                "serve",
+                self.mode,
                 str(self.project),
                 "--port",
                 "0",
