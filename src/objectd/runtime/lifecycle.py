@@ -16,6 +16,7 @@ import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from objectd.runtime.memory import release_free_memory
 from objectd.runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class Lifecycle:
         self.settings = settings
         self._live: OrderedDict[ObjectHost, None] = OrderedDict()
         self.evictions = 0
+        self._last_trim = 0.0
 
     @property
     def live_count(self) -> int:
@@ -50,15 +52,26 @@ class Lifecycle:
     def forget(self, host: ObjectHost) -> None:
         self._live.pop(host, None)
 
+    def _evicted(self, count: int) -> None:
+        """Account for evictions and give freed memory back, at most once a second."""
+        if count <= 0:
+            return
+        self.evictions += count
+        now = self.settings.clock.monotonic()
+        if now - self._last_trim >= 1.0:
+            self._last_trim = now
+            release_free_memory()
+
     def _enforce_cap(self) -> None:
         excess = len(self._live) - self.settings.max_live_objects
+        evicted = 0
         for host in list(self._live)[: max(excess * 4, 16)]:
-            if excess <= 0:
+            if evicted >= excess:
                 break
             if host.can_evict():
                 host.evict()
-                self.evictions += 1
-                excess -= 1
+                evicted += 1
+        self._evicted(evicted)
 
     def reap(self) -> int:
         """Evict every host idle past the timeout; returns how many."""
@@ -71,7 +84,7 @@ class Lifecycle:
             if now - host.idle_since >= timeout and host.can_evict():
                 host.evict()
                 evicted += 1
-        self.evictions += evicted
+        self._evicted(evicted)
         return evicted
 
     async def run(self) -> None:

@@ -20,7 +20,8 @@ class RuntimeSettings:
     idle_timeout_s: float = 10.0
     # Live instances kept in memory at most; past it the least recently used idle
     # object is evicted at once (bounded memory when 100,000 objects are touched).
-    max_live_objects: int = 10_000
+    # An open object file costs about 160 KB (mostly SQLite's per-connection lookaside).
+    max_live_objects: int = 2_000
     # Events queued or running in one object; past it callers get an overloaded error.
     max_queued_events: int = 10_000
     # CPU time one uninterrupted run of a handler may take (Cloudflare: 30 s, raisable

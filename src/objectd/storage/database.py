@@ -82,6 +82,10 @@ class ObjectDatabase:
         # A new file's directory entry and header must reach the disk with its first sync.
         self._needs_full_sync = created
         try:
+            # One live instance per object: this connection is the file's only user, so
+            # it holds the lock for its lifetime and keeps the WAL index in its own memory
+            # (no -shm file, no shared mmap, faster opens).
+            self.conn.execute(internal_sql("PRAGMA locking_mode=EXCLUSIVE"))
             self.conn.execute(internal_sql("PRAGMA journal_mode=WAL"))
             self.conn.execute(internal_sql("PRAGMA synchronous=NORMAL"))
             # As workerd: foreign keys are enforced unless the object's SQL turns them off.

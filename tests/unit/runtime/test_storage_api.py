@@ -30,8 +30,11 @@ def in_object(
     """Run ``body(storage)`` inside a fresh object and return its result."""
 
     async def main() -> Any:
-        stub = make_namespace(tmp_path, Plain, backend=backend).get_by_name(name)
-        return await run_in(stub, lambda instance: body(instance.ctx.storage))
+        ns = make_namespace(tmp_path, Plain, backend=backend)
+        try:
+            return await run_in(ns.get_by_name(name), lambda instance: body(instance.ctx.storage))
+        finally:
+            await ns._class.close()
 
     return asyncio.run(main())
 
