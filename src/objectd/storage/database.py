@@ -58,6 +58,39 @@ _SCHEMA = (
 )
 
 
+_template: bytes | None = None
+
+
+def _template_bytes() -> bytes:
+    """An empty object database (WAL mode, schema, version), built once per process."""
+    global _template
+    if _template is None:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            image = conn.serialize()
+        finally:
+            conn.close()
+        # Bytes 18-19 of the header select the journal format: 2 = WAL (persistent).
+        _template = image[:18] + b"\x02\x02" + image[20:]
+    return _template
+
+
+def _create_from_template(path: Path) -> None:
+    """Create a new object file atomically: template bytes to a temp file, then rename.
+
+    No SQLite work and no sync on the event loop; a crash leaves at most a temp file.
+    The first sync of the object fsyncs the file and its folder (``_needs_full_sync``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(temp, "wb") as out:
+        out.write(_template_bytes())
+    os.replace(temp, path)
+
+
 class ObjectDatabase:
     """The SQLite file of one object, opened for the life of its instance."""
 
@@ -74,7 +107,7 @@ class ObjectDatabase:
         self._savepoint_depth = 0
         created = not path.exists()
         if created:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_from_template(path)
         self.conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, cached_statements=256
         )
@@ -86,8 +119,8 @@ class ObjectDatabase:
             # it holds the lock for its lifetime and keeps the WAL index in its own memory
             # (no -shm file, no shared mmap, faster opens).
             self.conn.execute(internal_sql("PRAGMA locking_mode=EXCLUSIVE"))
-            self.conn.execute(internal_sql("PRAGMA journal_mode=WAL"))
             self.conn.execute(internal_sql("PRAGMA synchronous=NORMAL"))
+            self.conn.execute(internal_sql("PRAGMA journal_mode=WAL"))
             # As workerd: foreign keys are enforced unless the object's SQL turns them off.
             self.conn.execute(internal_sql("PRAGMA foreign_keys=ON"))
             version = self.conn.execute(internal_sql("PRAGMA user_version")).fetchone()[0]
