@@ -290,11 +290,39 @@ _ENCODERS: dict[type, Callable[[cbor2.CBOREncoder, Any], None]] = {
 # -- decoding ----------------------------------------------------------------------------
 
 
+_SIMPLE = {0xF4: False, 0xF5: True, 0xF6: None}
+
+
 def decode(data: bytes | bytearray | memoryview) -> Any:
     """The value ``encode`` wrote; ``SerializationError`` for garbage, truncation or
     tags objectd does not write."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise SerializationError(f"decode() needs bytes, got {type(data).__name__}")
+    # Fast path, inlined (it runs once per stored value read): short text, small
+    # integers and the simple values, which most KV values are. Building a CBORDecoder
+    # and checking for trailing data costs ten times the value itself. Only complete,
+    # well-formed items are taken; anything else goes the long way below.
+    if type(data) is bytes and data:
+        head = data[0]
+        size = len(data)
+        if 0x60 <= head <= 0x77 and size == head - 0x5F:  # text of 0-23 bytes
+            try:
+                return data[1:].decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        elif head == 0x78 and size >= 2 and size == 2 + data[1]:  # text, 1-byte length
+            try:
+                return data[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        elif head <= 0x17 and size == 1:  # unsigned 0-23
+            return head
+        elif 0x18 <= head <= 0x1B and size == 1 + (1 << (head - 0x18)):  # unsigned, n bytes
+            return int.from_bytes(data[1:], "big")
+        elif 0x20 <= head <= 0x37 and size == 1:  # -1..-24
+            return 0x1F - head
+        elif head in _SIMPLE and size == 1:
+            return _SIMPLE[head]
     decoder = cbor2.CBORDecoder(
         io.BytesIO(data),
         tag_hook=_unknown_tag,

@@ -100,9 +100,7 @@ def _install_guard(db: ObjectDatabase) -> UserSqlGuard:
         guard = UserSqlGuard()
         for category, limit in _LIMITS.items():
             db.conn.setlimit(category, limit)
-        # Cloudflare enforces foreign keys by default; the pragma is a no-op inside a
-        # transaction, so it only takes effect if no batch is open yet.
-        db.conn.execute(internal_sql("PRAGMA foreign_keys = ON"))
+        # Foreign keys are enforced from the moment the file opens (ObjectDatabase).
         db.conn.set_authorizer(guard)
         _guards[db] = guard
     return guard
