@@ -59,9 +59,24 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "objectd", "serve", str(ROOT / "examples/bench"), "--port", "0",
-             "--data-dir", data, "--log-level", "warning", "--durability", args.durability],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "objectd",
+                "serve",
+                str(ROOT / "examples/bench"),
+                "--port",
+                "0",
+                "--data-dir",
+                data,
+                "--log-level",
+                "warning",
+                "--durability",
+                args.durability,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         try:
             url = ""
@@ -80,13 +95,23 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
-    print(json.dumps({
-        "bench": "objects_memory", "objects": args.objects, "clients": args.clients,
-        "durability": args.durability, "errors": errors, "touch_seconds": round(seconds, 1),
-        "objects_per_s": round(args.objects / seconds), "rss_mb_start": baseline["VmRSS"] // 1024,
-        "rss_mb_after_touch": touched["VmRSS"] // 1024, "rss_mb_peak": touched["VmHWM"] // 1024,
-        "rss_mb_after_idle": idle["VmRSS"] // 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "objects_memory",
+                "objects": args.objects,
+                "clients": args.clients,
+                "durability": args.durability,
+                "errors": errors,
+                "touch_seconds": round(seconds, 1),
+                "objects_per_s": round(args.objects / seconds),
+                "rss_mb_start": baseline["VmRSS"] // 1024,
+                "rss_mb_after_touch": touched["VmRSS"] // 1024,
+                "rss_mb_peak": touched["VmHWM"] // 1024,
+                "rss_mb_after_idle": idle["VmRSS"] // 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

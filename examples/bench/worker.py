@@ -6,9 +6,19 @@ object with ``id_from_name``.
 
 from __future__ import annotations
 
+import math
+import time
+from contextlib import suppress
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
-from objectd import DurableObject, Request, Response, WorkerEntrypoint
+from objectd import (
+    DurableObject,
+    Request,
+    Response,
+    WebSocketPair,
+    WebSocketRequestResponsePair,
+    WorkerEntrypoint,
+)
 
 TEXT = {"content-type": "text/plain;charset=UTF-8"}
 
@@ -138,18 +148,98 @@ class KV(DurableObject):
             return error_json(exc, 500)
 
 
+class ChatRoom(DurableObject):
+    """WebSocket Hibernation API: every message goes to every OTHER socket of the room.
+
+    ``ping`` is answered ``pong`` by the runtime (the auto-response), without waking
+    the object, and is not broadcast.
+    """
+
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        ctx.set_web_socket_auto_response(WebSocketRequestResponsePair("ping", "pong"))
+
+    async def fetch(self, request: Request) -> Response:
+        path = urlsplit(request.url).path
+        if path == "/count":
+            return Response.json({"count": len(self.ctx.get_web_sockets())})
+        if path != "/websocket":
+            return not_found()
+        if request.headers.get("Upgrade") != "websocket":
+            return Response("Expected Upgrade: websocket", status=426, headers=TEXT)
+        client, server = WebSocketPair()
+        self.ctx.accept_web_socket(server)
+        return Response(None, status=101, web_socket=client)
+
+    def web_socket_message(self, ws, message) -> None:
+        for other in self.ctx.get_web_sockets():
+            if other is not ws:
+                with suppress(Exception):  # already closing
+                    other.send(message)
+
+    def web_socket_close(self, ws, code, reason, was_clean) -> None:
+        with suppress(Exception):  # the runtime already answered the close
+            ws.close(code, reason)
+
+    def web_socket_error(self, ws, error) -> None:
+        pass
+
+
+class AlarmObject(DurableObject):
+    """``/set?ms=N`` schedules an alarm N ms from now (replacing a pending one); alarm() counts."""
+
+    async def fetch(self, request: Request) -> Response:
+        parts = urlsplit(request.url)
+        storage = self.ctx.storage
+        if parts.path == "/set":
+            query = parse_qs(parts.query, keep_blank_values=True)
+            ms = _number(query.get("ms", ["0"])[0])
+            if not math.isfinite(ms):
+                return Response.json(
+                    {"error": "TypeError", "message": "ms must be a number"}, status=400
+                )
+            when = _integral(time.time_ns() // 1_000_000 + ms)  # Date.now() + ms
+            await storage.set_alarm(when)
+            return Response.json({"scheduledTime": when})
+        if parts.path == "/count":
+            return Response.json({"count": await storage.get("count") or 0})
+        if parts.path == "/get":
+            return Response.json({"scheduledTime": await storage.get_alarm()})
+        if parts.path == "/delete":
+            await storage.delete_alarm()
+            return Response.json({"deleted": True})
+        return not_found()
+
+    async def alarm(self) -> None:
+        count = (await self.ctx.storage.get("count") or 0) + 1
+        await self.ctx.storage.put("count", count)
+
+
+_NOT_NUMBERS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+
+
 def _number(text: str) -> float | int:
     """JavaScript's Number(text): '' is 0, junk is NaN (which list() then refuses)."""
     text = text.strip()
     if not text:
         return 0
+    if text in ("Infinity", "+Infinity", "-Infinity"):
+        return float(text.replace("Infinity", "inf"))
+    lowered = text.lower()
+    if "_" in text or lowered in _NOT_NUMBERS or "nan" in lowered:
+        return float("nan")  # Python's int()/float() accept these, JavaScript does not
     try:
-        return int(text)
+        return int(text, 0) if lowered[:2] in ("0x", "0o", "0b") else int(text)
     except ValueError:
         try:
             return float(text)
         except ValueError:
             return float("nan")
+
+
+def _integral(value: float | int) -> float | int:
+    """A float with no fraction as an int, so JSON shows it as JavaScript would (no .0)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class Default(WorkerEntrypoint):
@@ -190,4 +280,8 @@ class Default(WorkerEntrypoint):
             return await forward(env.COUNTER.get(object_id), request, op)
         if kind == "kv":
             return await forward(env.KV.get(env.KV.id_from_name(name)), request, op)
+        if kind == "room":
+            return await forward(env.ROOM.get(env.ROOM.id_from_name(name)), request, op)
+        if kind == "alarm":
+            return await forward(env.ALARM.get(env.ALARM.id_from_name(name)), request, op)
         return not_found()

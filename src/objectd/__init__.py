@@ -23,7 +23,9 @@ from objectd.errors import (
 )
 from objectd.fetch import Headers, Request, Response
 from objectd.ids import DurableObjectId
+from objectd.runtime.alarm_ops import AlarmInfo
 from objectd.runtime.committer import Durability
+from objectd.runtime.hibernation import WebSocketRequestResponsePair
 from objectd.runtime.namespace import DurableObjectNamespace, DurableObjectStub
 from objectd.runtime.objects import DurableObject, ExecutionContext, WorkerEntrypoint
 from objectd.runtime.outbound import fetch
@@ -33,11 +35,13 @@ from objectd.runtime.storage_api import (
     DurableObjectTransaction,
     SyncKvStorage,
 )
+from objectd.runtime.websockets import WebSocket, WebSocketPair
 from objectd.storage.sql import SqlStorage, SqlStorageCursor
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlarmInfo",
     "ConfigError",
     "ConnectionLostError",
     "Durability",
@@ -68,6 +72,9 @@ __all__ = [
     "SqlStorageCursor",
     "StorageError",
     "SyncKvStorage",
+    "WebSocket",
+    "WebSocketPair",
+    "WebSocketRequestResponsePair",
     "WorkerEntrypoint",
     "fetch",
 ]

@@ -6,12 +6,20 @@ any ASGI server.  The project is loaded at lifespan startup, in the serving proc
 committed write synced and every object file closed.  An exception the worker does
 not catch becomes ``500 Internal Server Error`` with ``Connection: close`` (as
 workerd answers) and a logged traceback.
+
+A WebSocket upgrade is a request like any other: the worker answers it, and a 101
+response carrying the client end of a ``WebSocketPair`` is accepted on this same
+connection and relayed to the object (``runtime.websockets.relay``); any other
+answer reaches the client as HTTP.  The process that accepted a connection holds it
+(ARCHITECTURE decision 8).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,7 @@ from typing import Any
 from objectd.fetch import Headers, Request
 from objectd.runtime.committer import Durability
 from objectd.runtime.project import Project
+from objectd.runtime.relay import Relay, relay
 from objectd.runtime.settings import RuntimeSettings
 
 __all__ = ["ObjectdApp", "app_from_environment"]
@@ -30,6 +39,21 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+_HTTP_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+# Handshake headers the server writes itself; the rest of a 101 response's headers go out.
+_HANDSHAKE_HEADERS = frozenset(
+    {
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-accept",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+        b"content-length",
+        b"transfer-encoding",
+    }
+)
+# Object events one connection may have queued before it stops reading (back-pressure).
+_MAX_IN_FLIGHT = 32
 _ERROR_HEADERS = [
     (b"content-type", b"text/plain;charset=UTF-8"),
     (b"connection", b"close"),
@@ -64,7 +88,7 @@ class ObjectdApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1011})
+            await self._websocket(scope, receive, send)
 
     async def startup(self) -> Project:
         if self.project is None:
@@ -124,7 +148,42 @@ class ObjectdApp:
             log.exception("objectd: uncaught exception in the worker")
             await _send_plain(send, 500, b"Internal Server Error", _ERROR_HEADERS)
             return
+        if response.web_socket is not None:
+            log.error(
+                "objectd: the worker answered %s with a WebSocket (101), but the request did "
+                "not ask for one (no Upgrade: websocket)",
+                request.url,
+            )
+            await _send_plain(send, 500, b"Internal Server Error", _ERROR_HEADERS)
+            return
         await _send_plain(send, response.status, response.body or b"", response.headers.raw())
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An upgrade request: the worker's 101 response is accepted and relayed (spec §8).
+
+        Any other response reaches the client as plain HTTP (the ASGI WebSocket denial
+        response), so an upgrade to a route that answers 404 or 426 gets that answer.
+        """
+        if (await receive())["type"] != "websocket.connect":
+            return
+        project = self.project or await self.startup()
+        try:
+            request = _request_from_scope(scope, b"")
+            request.headers.set("upgrade", "websocket")
+            response = await project.fetch(request)
+            socket = response.web_socket
+            connection = _Connection(send)
+            link = relay(socket, connection) if socket is not None else None
+        except Exception:
+            log.exception("objectd: uncaught exception in the worker")
+            await _deny(scope, send, 500, b"Internal Server Error", _ERROR_HEADERS)
+            return
+        if link is None:
+            await _deny(scope, send, response.status, response.body, response.headers.raw())
+            return
+        await send(_accept_message(response.headers))
+        del request, response, socket  # an idle connection should hold only what it needs
+        await connection.run(receive, link)
 
 
 def _request_from_scope(scope: Scope, body: bytes) -> Request:
@@ -136,8 +195,9 @@ def _request_from_scope(scope: Scope, body: bytes) -> Request:
     raw_path = scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else scope["path"]
     query = scope.get("query_string", b"").decode("latin-1")
-    url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
-    method = scope["method"]
+    scheme = _HTTP_SCHEMES.get(scope.get("scheme", "http"), "http")
+    url = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+    method = scope.get("method", "GET")  # a websocket scope has none: the upgrade is a GET
     return Request(url, method=method, headers=headers, body=body if body else None)
 
 
@@ -151,10 +211,132 @@ async def _send_plain(
 def app_from_environment() -> ObjectdApp:
     """Factory used by ``objectd dev``'s reloader: settings come from OBJECTD_* variables."""
     env = os.environ
+    idle = env.get("OBJECTD_IDLE_TIMEOUT")
     return ObjectdApp(
         env["OBJECTD_PROJECT"],
         data_dir=env.get("OBJECTD_DATA_DIR") or None,
         durability=Durability(env.get("OBJECTD_DURABILITY", "fsync")),
         environment=env.get("OBJECTD_ENV") or None,
         announce=env.get("OBJECTD_ANNOUNCE") or None,
+        settings=RuntimeSettings(idle_timeout_s=float(idle)) if idle else None,
     )
+
+
+async def _deny(
+    scope: Scope, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Answer an upgrade request with an HTTP response instead of a WebSocket."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _accept_message(headers: Headers) -> Message:
+    message: Message = {"type": "websocket.accept"}
+    protocol = headers.get("sec-websocket-protocol")
+    if protocol:
+        message["subprotocol"] = protocol
+    extra = [(k, v) for k, v in headers.raw() if k not in _HANDSHAKE_HEADERS]
+    if extra:
+        message["headers"] = extra
+    return message
+
+
+class _Connection:
+    """One accepted client connection: the network side of a relayed WebSocket.
+
+    Incoming frames go to the object as they arrive (at most ``_MAX_IN_FLIGHT`` events
+    queued, then reading waits).  Outgoing frames are queued without blocking the
+    sender and written in order by a writer task that exists while there is something
+    to write; the connection owns it and ends it when the connection ends.
+    """
+
+    __slots__ = ("_closing", "_done", "_queue", "_send", "_writer")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._queue: deque[Message] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False  # a Close frame is queued: nothing more goes out
+        self._done = False  # the connection is over: nothing goes out at all
+
+    # -- Transport (called by the runtime) ------------------------------------------------
+
+    def send_message(self, data: str | bytes) -> None:
+        if self._closing or self._done:
+            return
+        if isinstance(data, str):
+            self._push({"type": "websocket.send", "text": data})
+        else:
+            self._push({"type": "websocket.send", "bytes": data})
+
+    def send_close(self, code: int, reason: str) -> None:
+        if self._closing or self._done:
+            return
+        self._closing = True
+        # 1005 means "no code"; ASGI cannot send an empty Close frame, so say 1000.
+        if code == 1005:
+            code, reason = 1000, ""
+        self._push({"type": "websocket.close", "code": code, "reason": reason})
+
+    def abort(self) -> None:
+        if self._closing or self._done:
+            return
+        self._closing = True
+        self._push({"type": "websocket.close", "code": 1011, "reason": ""})
+
+    # -- pumping -------------------------------------------------------------------------
+
+    def _push(self, message: Message) -> None:
+        self._queue.append(message)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        queue = self._queue
+        try:
+            while queue and not self._done:
+                await self._send(queue.popleft())
+        except (OSError, RuntimeError):
+            self._done = True  # the client went away while we wrote: nothing more to do
+        finally:
+            if self._done:
+                queue.clear()
+            self._writer = None
+
+    async def run(self, receive: Receive, link: Relay) -> None:
+        """Deliver incoming frames until the connection ends."""
+        pending: deque[asyncio.Task[Any]] = deque()
+        ended = False
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    event = link.message(text if text is not None else message.get("bytes", b""))
+                    if event is not None:
+                        pending.append(event)
+                        while pending and pending[0].done():
+                            pending.popleft()
+                        if len(pending) > _MAX_IN_FLIGHT:
+                            await asyncio.wait({pending.popleft()})
+                elif kind == "websocket.disconnect":
+                    ended = True
+                    self._done = True
+                    code = message.get("code", 1005)
+                    if code == 1006:
+                        link.lost()
+                    else:
+                        link.closed(code, message.get("reason") or "")
+                    return
+        finally:
+            self._done = True
+            if not ended:
+                link.lost()
+            writer = self._writer
+            if writer is not None:
+                await asyncio.wait({writer}, timeout=1.0)
+                writer.cancel()

@@ -99,6 +99,8 @@ class Committer:
         # Tests pass a recording syncer to hold or fail a sync; production syncs the file.
         self._syncer: Callable[[Committable], None] = syncer or _sync_file
         self._pending: dict[Committable, None] = {}
+        # Committed (and synced) before any object batch of the same flush: see enqueue_first.
+        self._first: dict[Callable[[bool], None], None] = {}
         self._scheduled = False
         self._executor = ThreadPoolExecutor(
             max_workers=sync_threads, thread_name_prefix="objectd-sync"
@@ -114,9 +116,31 @@ class Committer:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def enqueue_first(self, commit: Callable[[bool], None]) -> None:
+        """Run ``commit(sync)`` at the start of this turn's flush, before any object batch.
+
+        For the alarm index: an object's alarm must never become durable before the
+        index row that makes the scheduler look at it, or a crash could lose the alarm.
+        ``sync`` is True under ``fsync`` durability.  If ``commit`` raises, every object
+        batch of that flush fails too (each object is reset and its writes dropped),
+        since they may hold alarms the index does not cover.
+        """
+        self._first[commit] = None
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, {}
+        first, self._first = self._first, {}
+        for commit_first in first:
+            try:
+                commit_first(self.durability is Durability.FSYNC)
+            except Exception as exc:
+                for storage in pending:
+                    storage.batch_failed(None, exc)
+                return
         committed: list[tuple[Committable, Batch]] = []
         for storage in pending:
             try:
@@ -164,9 +188,13 @@ class Committer:
 
         return done
 
+    def run_in_thread(self, function: Callable[[], None]) -> asyncio.Future[None]:
+        """Run blocking file work (closing an evicted object) on the sync threads."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, function)
+
     async def drain(self) -> None:
         """Commit and sync everything pending now; used at shutdown and eviction."""
-        if self._pending:
+        if self._pending or self._first:
             self._flush()
         while self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)

@@ -38,8 +38,8 @@ from objectd.ids import DurableObjectId
 from objectd.runtime.committer import Batch
 from objectd.runtime.gates import InputGate, in_critical_section
 from objectd.runtime.state import DurableObjectState
-from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.runtime.storage_api import DurableObjectStorage
+from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.storage.database import ObjectDatabase
 
 if TYPE_CHECKING:
@@ -138,7 +138,11 @@ class ObjectHost:
             if lifecycle is not None:
                 lifecycle.touch(self)
             if self.instance is None:
-                self._activate()
+                pending = self.object_class.closing.get(self.id)
+                if pending is not None and self._db is None:
+                    await asyncio.shield(pending)  # the evicted instance's file is closing
+                if self.instance is None:
+                    self._activate()
             await self.gate.wait_open()  # a constructor's block_concurrency_while
             storage = self.storage
             assert storage is not None
@@ -219,6 +223,8 @@ class ObjectHost:
         for task in list(self._tasks):
             if task is not me and not task.done() and not any(e.task is task for e in self._events):
                 task.cancel()
+        if self.websockets is not None:
+            self.websockets.reset(error)  # spec §8: a reset disconnects every socket
 
     # -- critical sections ---------------------------------------------------------------
 
@@ -305,13 +311,27 @@ class ObjectHost:
         self.storage = None
         self.gate = InputGate()
         if self._db is not None:
-            self._db.close()
+            self._close_in_thread(self._db)
             self._db = None
         if self.object_class.lifecycle is not None:
             self.object_class.lifecycle.forget(self)
-        if self.websockets is None or not self.websockets.holds_sockets():
-            if self.object_class.hosts.get(self.id) is self:
-                del self.object_class.hosts[self.id]
+        keep = self.websockets is not None and self.websockets.holds_sockets()
+        if not keep and self.object_class.hosts.get(self.id) is self:
+            del self.object_class.hosts[self.id]
+
+    def _close_in_thread(self, db: ObjectDatabase) -> None:
+        """Close ``db`` off the event loop; activation of this id waits for it."""
+        closing = self.object_class.closing
+        fut = self.object_class.committer.run_in_thread(db.close)
+        closing[self.id] = fut
+
+        def closed(done: asyncio.Future[None]) -> None:
+            if closing.get(self.id) is done:
+                del closing[self.id]
+            if not done.cancelled() and done.exception() is not None:
+                log.error("object %s: closing its file failed: %s", self.id, done.exception())
+
+        fut.add_done_callback(closed)
 
     async def close(self) -> None:
         """Let running work finish, then close the database (its writes are committed)."""

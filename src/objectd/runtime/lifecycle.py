@@ -11,9 +11,9 @@ touched host, so a reap costs what it evicts, not the number of live objects.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from objectd.runtime.memory import release_free_memory
@@ -65,7 +65,8 @@ class Lifecycle:
     def _enforce_cap(self) -> None:
         excess = len(self._live) - self.settings.max_live_objects
         evicted = 0
-        for host in list(self._live)[: max(excess * 4, 16)]:
+        # Look at a bounded prefix of the LRU order only: no copy of the whole table.
+        for host in list(islice(self._live, max(excess * 4, 16))):
             if evicted >= excess:
                 break
             if host.can_evict():

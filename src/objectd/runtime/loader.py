@@ -19,6 +19,10 @@ __all__ = ["install_workers_compat", "load_module"]
 
 
 def install_workers_compat() -> None:
+    if "js" not in sys.modules and importlib.util.find_spec("js") is None:
+        from objectd.runtime import compat_js
+
+        sys.modules["js"] = compat_js  # `from js import WebSocketPair`
     if "workers" in sys.modules:
         return
     if importlib.util.find_spec("workers") is not None:

@@ -3,6 +3,7 @@
 Data layout.  ``root`` is the data folder (``<project>/.objectd`` by default)::
 
     <root>/<script>/objectd.sqlite        metadata of script <script> (config.name)
+    <root>/<script>/alarms.sqlite         its alarm index (storage.alarm_index)
     <root>/<script>/<ClassName>/          one folder per active class
     <root>/<script>/<ClassName>/<64-hex-id>.sqlite (+ -wal, -shm)   one file per object
 

@@ -21,6 +21,7 @@ from objectd.config import ProjectConfig, load_project
 from objectd.errors import ConfigError
 from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
+from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
 from objectd.runtime.host import ObjectHost
 from objectd.runtime.lifecycle import Lifecycle
@@ -37,6 +38,7 @@ from objectd.runtime.outbound import close_client
 from objectd.runtime.registry import ObjectClass
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.watchdog import CpuWatchdog
+from objectd.storage.alarm_index import ALARM_INDEX_NAME
 
 __all__ = ["Env", "Project"]
 
@@ -98,6 +100,8 @@ class Project:
         self._entry = _find_entrypoint(module, config)
         self._background: set[asyncio.Task[Any]] = set()
         self._services: list[asyncio.Task[Any]] = []
+        # Delivers the alarms of every class (bound or not); None without classes.
+        self.alarms: AlarmScheduler | None = None
         self._watchdog = CpuWatchdog(
             settings.cpu_limit_s, targets=(ObjectHost._run_event.__code__,)
         )
@@ -157,13 +161,22 @@ class Project:
         env = Env(values)
         for object_class in classes.values():
             object_class.env = env
-        return cls(config, module, classes, env, committer, settings, lifecycle)
+        project = cls(config, module, classes, env, committer, settings, lifecycle)
+        if classes:
+            # <root>/<script>/: the folder apply_migrations created for this script.
+            index_path = root / config.name / ALARM_INDEX_NAME
+            project.alarms = AlarmScheduler(
+                index_path, classes, settings=settings, committer=committer
+            )
+        return project
 
     async def start(self) -> None:
-        """Start the runtime's own tasks: eviction and the CPU watchdog."""
+        """Start the runtime's own tasks: eviction, the CPU watchdog and the alarm scheduler."""
         loop = asyncio.get_running_loop()
         self._services.append(loop.create_task(self.lifecycle.run(), name="objectd-evictor"))
         self._watchdog.start()
+        if self.alarms is not None:
+            self.alarms.start()
 
     async def fetch(self, request: Request) -> Response:
         """Serve one request through the worker's entrypoint."""
@@ -190,6 +203,8 @@ class Project:
     async def close(self) -> None:
         """Finish background work, commit and sync everything, close every file."""
         self._watchdog.stop()
+        if self.alarms is not None:
+            await self.alarms.stop()  # no new alarm() runs while objects close
         for task in self._services:
             task.cancel()
         await asyncio.gather(*self._services, return_exceptions=True)
@@ -199,6 +214,8 @@ class Project:
         for object_class in self.classes.values():
             await object_class.close()
         await self.committer.close()
+        if self.alarms is not None:
+            self.alarms.close()  # after the committer: it commits the index's last rows
         await close_client()
 
 

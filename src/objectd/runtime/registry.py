@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from objectd.ids import DurableObjectId, IdMinter
 from objectd.runtime.committer import Committer
@@ -12,6 +13,9 @@ from objectd.runtime.host import ObjectHost
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.settings import RuntimeSettings
 from objectd.storage.database import Backend
+
+if TYPE_CHECKING:
+    from objectd.runtime.alarms import AlarmScheduler
 
 __all__ = ["ObjectClass"]
 
@@ -29,7 +33,11 @@ class ObjectClass:
     env: Any = None
     settings: RuntimeSettings = field(default_factory=RuntimeSettings)
     lifecycle: Lifecycle | None = None  # None: objects stay in memory (unit tests)
+    alarms: AlarmScheduler | None = None  # None: alarms are stored but never fire
     hosts: dict[DurableObjectId, ObjectHost] = field(default_factory=dict)
+    # Files of evicted objects being closed in a worker thread (a close checkpoints the
+    # WAL and syncs): the next activation of the same id waits for its close.
+    closing: dict[DurableObjectId, asyncio.Future[None]] = field(default_factory=dict)
 
     def host(self, object_id: DurableObjectId) -> ObjectHost:
         """The host of ``object_id`` in this process (one instance per id)."""
@@ -49,6 +57,8 @@ class ObjectClass:
         return sorted(p.name.removesuffix(".sqlite") for p in self.directory.glob("*.sqlite"))
 
     async def close(self) -> None:
+        if self.closing:
+            await asyncio.gather(*self.closing.values(), return_exceptions=True)
         for host in list(self.hosts.values()):
             await host.close()
         self.hosts.clear()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from objectd.errors import DurableObjectAbort, ObjectResetError, StorageError
+from objectd.errors import (
+    DurableObjectAbort,
+    DurableObjectTypeError,
+    ObjectResetError,
+    StorageError,
+)
+from objectd.runtime.hibernation import WebSocketContext
 
 if TYPE_CHECKING:
     import asyncio
@@ -17,8 +23,12 @@ if TYPE_CHECKING:
 __all__ = ["DurableObjectState"]
 
 
-class DurableObjectState:
-    """The object's id, its storage, and control over its concurrency and lifetime."""
+class DurableObjectState(WebSocketContext):
+    """The object's id, its storage, and control over its concurrency and lifetime.
+
+    The WebSocket methods (``accept_web_socket``, ``get_web_sockets`` ...) come from
+    :class:`~objectd.runtime.hibernation.WebSocketContext`.
+    """
 
     def __init__(self, host: ObjectHost) -> None:
         self._host = host
@@ -47,11 +57,41 @@ class DurableObjectState:
         """Keep ``awaitable`` running in the background; the object owns it."""
         self._host.wait_until(awaitable)
 
-    def abort(self, reason: str | None = None) -> NoReturn:
-        """Reset the object now: uncommitted writes are discarded, the caller gets ``reason``."""
+    def abort(
+        self,
+        reason: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        /,
+        *,
+        retry_alarm: bool = True,
+    ) -> NoReturn:
+        """Reset the object now: uncommitted writes are discarded, the caller gets ``reason``.
+
+        An ``alarm()`` running on the object fails and is retried, unless
+        ``retry_alarm=False`` (or Cloudflare's ``{"retryAlarm": False}``; checklist 45).
+        """
+        if options is not None:
+            retry_alarm = _retry_alarm_option(options, retry_alarm)
+        if not retry_alarm and self._host.current_alarm is not None:
+            self._host.current_alarm.retry = False  # read by runtime.alarms when it fails
         abort = DurableObjectAbort(reason)
         self._host.reset(ObjectResetError(abort.reason))
         raise abort
 
     blockConcurrencyWhile = block_concurrency_while
     waitUntil = wait_until
+
+
+def _retry_alarm_option(options: object, default: bool) -> bool:
+    """``abort()``'s options dict: only ``retryAlarm`` (or ``retry_alarm``) is known."""
+    if not isinstance(options, Mapping):
+        raise DurableObjectTypeError(
+            f"abort() options must be a dict, got {type(options).__name__}: {options!r}"
+        )
+    unknown = set(options) - {"retryAlarm", "retry_alarm"}
+    if unknown:
+        raise DurableObjectTypeError(
+            f"abort() got unknown option(s) {sorted(unknown)}; allowed: retryAlarm"
+        )
+    value = options.get("retryAlarm", options.get("retry_alarm", default))
+    return bool(value)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from objectd.errors import DurableObjectTypeError, ObjectResetError, StorageError
+from objectd.runtime import alarm_ops
 from objectd.runtime.committer import Batch, Committer
 from objectd.runtime.options import storage_options
 from objectd.storage.database import Backend, ObjectDatabase
@@ -148,6 +149,36 @@ class _KvOps:
         rng = compile_list_options(merged)
         return Resolved(dict(self._storage._kv.iter_range(rng)))
 
+    # Alarms (spec §7): one per object, epoch milliseconds; see runtime.alarm_ops.
+
+    def get_alarm(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Resolved[int | None]:
+        self._check("getAlarm()")
+        storage_options("getAlarm", options, kwargs)
+        return Resolved(alarm_ops.get_alarm(self._storage))
+
+    def set_alarm(
+        self, scheduled_time: Any, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Resolved[None]:
+        """Replace the alarm: ``scheduled_time`` is epoch ms (int/float) or a datetime."""
+        self._check("setAlarm()")
+        opts = storage_options("setAlarm", options, kwargs)
+        alarm_ops.set_alarm(self._storage, scheduled_time, opts)
+        return _DONE
+
+    def delete_alarm(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Resolved[None]:
+        self._check("deleteAlarm()")
+        opts = storage_options("deleteAlarm", options, kwargs)
+        alarm_ops.delete_alarm(self._storage, opts)
+        return _DONE
+
+    getAlarm = get_alarm
+    setAlarm = set_alarm
+    deleteAlarm = delete_alarm
+
 
 class DurableObjectStorage(_KvOps):
     """The storage of one object; one per instance activation."""
@@ -231,6 +262,11 @@ class DurableObjectStorage(_KvOps):
         if batch is not None:
             await batch.wait()
 
+    def output_gate_batch(self) -> Batch | None:
+        """The batch an output issued now must wait for (None: it may leave at once)."""
+        batch = self._gate_batch
+        return batch if batch is not None and not batch.done else None
+
     async def sync(self) -> None:
         """Resolve once every write issued before this call is durable (incl. unconfirmed)."""
         batch = self._last_batch
@@ -251,6 +287,7 @@ class DurableObjectStorage(_KvOps):
             self._kv.delete_all()
             if self.database.backend is Backend.SQLITE:
                 self.sql.drop_all_user_objects()
+            alarm_ops.clear_alarm(self)  # compat date >= 2026-02-24 (checklist 90)
         return _DONE
 
     async def transaction(self, closure: Callable[[DurableObjectTransaction], Awaitable[T]]) -> T:

@@ -25,7 +25,7 @@ from types import CodeType
 __all__ = ["CpuLimitExceeded", "CpuWatchdog"]
 
 
-class CpuLimitExceeded(BaseException):  # noqa: N818 - a signal, not an error type callers see
+class CpuLimitExceeded(BaseException):
     """Raised inside a handler that ran past the CPU limit; never reaches user callers."""
 
 

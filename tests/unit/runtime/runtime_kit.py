@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from objectd.ids import IdMinter
+from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committable, Committer, Durability
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.namespace import DurableObjectNamespace, DurableObjectStub
@@ -45,6 +47,7 @@ def make_namespace(
     env: Any = None,
     settings: RuntimeSettings | None = None,
     lifecycle: bool = False,
+    secret: bytes = b"k" * 32,
 ) -> DurableObjectNamespace:
     settings = settings or RuntimeSettings()
     object_class = ObjectClass(
@@ -52,7 +55,7 @@ def make_namespace(
         cls=cls,
         backend=backend,
         directory=tmp_path / cls.__name__,
-        minter=IdMinter(b"k" * 32),
+        minter=IdMinter(secret),
         committer=committer or Committer(durability=Durability.FSYNC),
         env=env,
         settings=settings,
@@ -64,3 +67,21 @@ def make_namespace(
 def run_in(stub: DurableObjectStub, fn: Callable[[Any], Awaitable[Any]]) -> Awaitable[Any]:
     """Run ``fn(instance)`` as an event of the stub's object (like run_in_durable_object)."""
     return stub._class.host(stub.id).submit(fn)
+
+
+def attach_alarms(
+    tmp_path: Path, *namespaces: DurableObjectNamespace, rng: random.Random | None = None
+) -> AlarmScheduler:
+    """An alarm scheduler for the namespaces' classes (index in tmp_path, not started).
+
+    The classes should share one committer: the scheduler's index is committed by it.
+    """
+    classes = {ns._class.name: ns._class for ns in namespaces}
+    first = namespaces[0]._class
+    return AlarmScheduler(
+        tmp_path / "alarms.sqlite",
+        classes,
+        settings=first.settings,
+        committer=first.committer,
+        rng=rng,
+    )

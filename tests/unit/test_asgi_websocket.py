@@ -1,0 +1,142 @@
+"""The ASGI front's WebSocket path, in process: accept and relay, or answer with HTTP (spec §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from objectd.asgi import ObjectdApp
+
+WRANGLER = """
+name = "app"
+main = "worker.py"
+
+[[durable_objects.bindings]]
+name = "THING"
+class_name = "Thing"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["Thing"]
+"""
+
+WORKER = """
+from objectd import DurableObject, Response, WebSocketPair, WorkerEntrypoint
+
+class Thing(DurableObject):
+    pass
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        if request.url.endswith("/echo"):
+            # The standard API in the worker itself, no object: an echo server.
+            client, server = WebSocketPair()
+            server.accept()
+
+            async def echo():
+                async for message in server:
+                    server.send(message)
+
+            self.ctx.wait_until(echo())
+            server.send("welcome")  # before the 101 went out: delivered first
+            return Response(None, status=101, web_socket=client, headers={"x-room": "echo"})
+        if request.url.endswith("/upgrade"):
+            client, server = WebSocketPair()
+            server.accept()
+            return Response(None, status=101, web_socket=client)
+        return Response("Not found", status=404)
+"""
+
+
+def make_app(tmp_path: Path) -> ObjectdApp:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "wrangler.toml").write_text(WRANGLER)
+    (root / "worker.py").write_text(textwrap.dedent(WORKER))
+    sys.modules.pop("worker", None)
+    return ObjectdApp(root, data_dir=tmp_path / "data")
+
+
+def scope(path: str, kind: str = "websocket") -> dict[str, Any]:
+    headers = [(b"host", b"example.com"), (b"upgrade", b"websocket")]
+    return {
+        "type": kind,
+        "scheme": "ws" if kind == "websocket" else "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers,
+        "extensions": {"websocket.http.response": {}},
+    }
+
+
+class Client:
+    """Plays the ASGI server's side of one connection."""
+
+    def __init__(self, app: ObjectdApp, path: str, kind: str = "websocket") -> None:
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.task = asyncio.ensure_future(app(scope(path, kind), self.incoming.get, self._send))
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def wait_for(self, count: int) -> list[dict[str, Any]]:
+        for _ in range(500):
+            if len(self.sent) >= count:
+                return self.sent
+            await asyncio.sleep(0.002)
+        raise AssertionError(f"only {self.sent}")
+
+
+def test_upgrade_is_accepted_and_relayed(tmp_path: Path) -> None:
+    async def main() -> None:
+        app = make_app(tmp_path)
+        await app.startup()
+        try:
+            client = Client(app, "/echo")
+            client.incoming.put_nowait({"type": "websocket.connect"})
+            accept, welcome = await client.wait_for(2)
+            assert accept == {"type": "websocket.accept", "headers": [(b"x-room", b"echo")]}
+            assert welcome == {"type": "websocket.send", "text": "welcome"}
+            client.incoming.put_nowait({"type": "websocket.receive", "text": "hi"})
+            client.incoming.put_nowait({"type": "websocket.receive", "bytes": b"\x01"})
+            sent = await client.wait_for(4)
+            assert sent[2:] == [
+                {"type": "websocket.send", "text": "hi"},
+                {"type": "websocket.send", "bytes": b"\x01"},
+            ]
+            client.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+            await client.task
+            # The peer closed: its close was answered by the protocol, nothing more is sent.
+            assert len(client.sent) == 4
+        finally:
+            await app.shutdown()
+
+    asyncio.run(main())
+
+
+def test_other_answers_are_http(tmp_path: Path) -> None:
+    async def main() -> None:
+        app = make_app(tmp_path)
+        await app.startup()
+        try:
+            client = Client(app, "/nope")
+            client.incoming.put_nowait({"type": "websocket.connect"})
+            await client.task
+            start, body = client.sent
+            assert (start["type"], start["status"]) == ("websocket.http.response.start", 404)
+            assert body == {"type": "websocket.http.response.body", "body": b"Not found"}
+            # A 101 to a request that did not ask for a WebSocket is the worker's mistake.
+            plain = Client(app, "/upgrade", kind="http")
+            plain.incoming.put_nowait({"type": "http.request", "body": b""})
+            await plain.task
+            assert plain.sent[0]["status"] == 500
+        finally:
+            await app.shutdown()
+
+    asyncio.run(main())
