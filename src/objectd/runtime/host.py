@@ -206,15 +206,19 @@ class ObjectHost:
         if oc.lifecycle is not None:
             oc.lifecycle.activated(self)
 
-    def reset(self, error: BaseException) -> None:
-        """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
-        log.warning("object %s of %s reset: %s", self.id, self.object_class.name, error)
+    def _drop_instance(self) -> None:
+        """Forget the instance and its storage view; the open batch (if any) is discarded."""
         if self.storage is not None:
             self.storage.close_for_reset()
         self.instance = None
         self.state = None
         self.storage = None
         self.gate = InputGate()
+
+    def reset(self, error: BaseException) -> None:
+        """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
+        log.warning("object %s of %s reset: %s", self.id, self.object_class.name, error)
+        self._drop_instance()
         me = asyncio.current_task()
         for event in list(self._events):
             if event.task is not None and event.task is not me and not event.task.done():
@@ -304,12 +308,7 @@ class ObjectHost:
         whose hibernatable sockets stay open is kept (its sockets wake it); otherwise it
         leaves the class's table.
         """
-        if self.storage is not None:
-            self.storage.close_for_reset()
-        self.instance = None
-        self.state = None
-        self.storage = None
-        self.gate = InputGate()
+        self._drop_instance()
         if self._db is not None:
             self._close_in_thread(self._db)
             self._db = None
