@@ -147,7 +147,7 @@ class _KvOps:
         self._check("list()")
         merged = {**(options or {}), **kwargs}
         rng = compile_list_options(merged)
-        return Resolved(dict(self._storage._kv.iter_range(rng)))
+        return Resolved(dict(self._storage._kv.list_range(rng)))
 
     # Alarms (spec §7): one per object, epoch milliseconds; see runtime.alarm_ops.
 
@@ -433,7 +433,7 @@ class SyncKvStorage:
         rng = compile_list_options({**(options or {}), **kwargs})
         self._list_generation += 1
         generation = self._list_generation
-        rows = list(self._storage._kv.iter_range(rng))  # no statement left open across commits
+        rows = self._storage._kv.list_range(rng)  # read at once: no statement left open
 
         def iterate() -> Iterator[tuple[str, Any]]:
             for row in rows:

@@ -8,7 +8,7 @@ codec.  Limits and their messages follow spec §5.2 / §5.3.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,9 +195,10 @@ class KvStore:
                 out[raw.decode()] = codec.decode(row[0])
         return out
 
-    def iter_range(self, rng: ListRange) -> Iterator[tuple[str, Any]]:
+    def list_range(self, rng: ListRange) -> list[tuple[str, Any]]:
+        """Every pair in the range, in order; read at once (no statement left open)."""
         if rng.empty:
-            return
+            return []
         clauses = []
         params: list[object] = []
         if rng.start is not None:
@@ -211,9 +212,12 @@ class KvStore:
         limit = " LIMIT ?" if rng.limit is not None else ""
         if rng.limit is not None:
             params.append(rng.limit)
-        sql = internal_sql(f"SELECT key, value FROM _cf_KV{where} ORDER BY key {order}{limit}")
-        for raw_key, raw_value in self._conn.execute(sql, params):
-            yield raw_key.decode(), codec.decode(raw_value)
+        # Keys are written from valid str, so SQLite can hand them back as text directly.
+        sql = internal_sql(
+            f"SELECT CAST(key AS TEXT), value FROM _cf_KV{where} ORDER BY key {order}{limit}"
+        )
+        decode = codec.decode
+        return [(key, decode(value)) for key, value in self._conn.execute(sql, params)]
 
     # -- writes (each opens the batch) -----------------------------------------------------
 

@@ -809,7 +809,7 @@ def test_internal_kv_api_works_with_the_authorizer_installed(
     kv.put("a", {"x": 1})
     kv.put("b", [1, 2])
     assert kv.get("a") == (True, {"x": 1})
-    assert [k for k, _ in kv.iter_range(compile_list_options({"prefix": ""}))] == ["a", "b"]
+    assert [k for k, _ in kv.list_range(compile_list_options({"prefix": ""}))] == ["a", "b"]
     with db.savepoint("sync_savepoint"):
         kv.put("c", 3)
         sql.exec("INSERT INTO t VALUES (2)")
