@@ -116,6 +116,9 @@ class ObjectHost:
 
     def _event_done(self, task: asyncio.Task[Any]) -> None:
         self._queued -= 1
+        # A caller may drop a stub call without awaiting it (common in JS-style code):
+        # its failure then belongs to nobody and must not be logged as unretrieved.
+        _mark_retrieved(task)
 
     def own(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
