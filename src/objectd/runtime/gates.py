@@ -32,6 +32,8 @@ class InputGate:
     def __init__(self) -> None:
         self._locks = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # Waiters released but not yet running: a newcomer must not overtake them.
+        self._handoff = 0
         self._open_waiters: list[asyncio.Future[None]] = []
 
     @property
@@ -44,7 +46,7 @@ class InputGate:
 
     async def enter(self) -> None:
         """Wait for this event's turn; returns at once when the gate is free."""
-        if self._locks == 0 and not self._waiters:
+        if self._locks == 0 and not self._waiters and not self._handoff:
             return
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
@@ -56,8 +58,10 @@ class InputGate:
                 if fut in self._waiters:
                     self._waiters.remove(fut)
                 else:
+                    self._handoff -= 1
                     self._release_next()  # we were woken: pass the turn on
                 raise
+            self._handoff -= 1
             if self._locks == 0:
                 break
             # A critical section began between our wake-up and now: keep our place.
@@ -89,5 +93,6 @@ class InputGate:
         while self._locks == 0 and self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
+                self._handoff += 1
                 fut.set_result(None)
                 return

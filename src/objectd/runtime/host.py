@@ -65,10 +65,11 @@ _BCW_TIMEOUT = (
 
 
 class _Event:
-    __slots__ = ("reset_error", "task")
+    __slots__ = ("reset_error", "started", "task")
 
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
-        self.task = task
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.started = False
         self.reset_error: BaseException | None = None
 
 
@@ -86,6 +87,7 @@ class ObjectHost:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events: set[_Event] = set()
         self._queued = 0  # events submitted and not finished (the overload bound)
+        self._previous_batch: Batch | None = None
         self.activations = 0
         self.idle_since = self.clock.monotonic()
         self.last_touch = self.idle_since
@@ -108,7 +110,10 @@ class ObjectHost:
         """
         if self._queued >= self.settings.max_queued_events:
             raise OverloadedError("Durable Object is overloaded. Too many requests queued.")
-        task = asyncio.get_running_loop().create_task(self._run_event(call, after))
+        event = _Event()
+        task = asyncio.get_running_loop().create_task(self._run_event(event, call, after))
+        event.task = task
+        self._events.add(event)  # registered before it starts, so a reset reaches it
         self._queued += 1
         task.add_done_callback(self._event_done)
         self.own(task)
@@ -129,14 +134,21 @@ class ObjectHost:
         if not self._tasks:
             self.idle_since = self.clock.monotonic()
 
-    async def _run_event(self, call: Callable[[Any], Awaitable[T]], after: Batch | None) -> T:
-        event = _Event(asyncio.current_task())
-        self._events.add(event)
+    async def _run_event(
+        self, event: _Event, call: Callable[[Any], Awaitable[T]], after: Batch | None
+    ) -> T:
+        event.started = True
         current_host.set(self)
         lifecycle = self.object_class.lifecycle
         try:
-            if after is not None:
-                await after.wait()
+            if event.reset_error is not None:  # reset while queued: fail as in-flight ones do
+                raise event.reset_error
+            if after is not None:  # the caller's writes before this call must be durable
+                try:
+                    async with asyncio.timeout(self.settings.output_gate_timeout_s):
+                        await after.wait()
+                except TimeoutError:
+                    raise OverloadedError(_STORAGE_TIMEOUT) from None
             await self.gate.enter()
             if lifecycle is not None:
                 lifecycle.touch(self)
@@ -145,7 +157,12 @@ class ObjectHost:
                 if pending is not None and self._db is None:
                     await asyncio.shield(pending)  # the evicted instance's file is closing
                 if self.instance is None:
-                    self._activate()
+                    try:
+                        self._activate()
+                    except CpuLimitExceeded:
+                        error = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
+                        self.reset(error)
+                        raise error from None
             await self.gate.wait_open()  # a constructor's block_concurrency_while
             storage = self.storage
             assert storage is not None
@@ -209,10 +226,12 @@ class ObjectHost:
         if oc.lifecycle is not None:
             oc.lifecycle.activated(self)
 
-    def _drop_instance(self) -> None:
+    def _drop_instance(self, error: BaseException | None = None) -> None:
         """Forget the instance and its storage view; the open batch (if any) is discarded."""
         if self.storage is not None:
-            self.storage.close_for_reset()
+            # A committed batch may still be syncing in a thread: eviction waits for it.
+            self._previous_batch = self.storage.last_batch
+            self.storage.close_for_reset(error)
         self.instance = None
         self.state = None
         self.storage = None
@@ -221,12 +240,13 @@ class ObjectHost:
     def reset(self, error: BaseException) -> None:
         """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
         log.warning("object %s of %s reset: %s", self.id, self.object_class.name, error)
-        self._drop_instance()
+        self._drop_instance(error)
         me = asyncio.current_task()
         for event in list(self._events):
             if event.task is not None and event.task is not me and not event.task.done():
                 event.reset_error = error
-                event.task.cancel()
+                if event.started:  # a queued event fails when it starts (see _run_event)
+                    event.task.cancel()
         for task in list(self._tasks):
             if task is not me and not task.done() and not any(e.task is task for e in self._events):
                 task.cancel()
@@ -301,6 +321,8 @@ class ObjectHost:
         if self._tasks:
             return False
         if self.storage is not None and not self.storage.quiescent:
+            return False
+        if self._previous_batch is not None and not self._previous_batch.done:
             return False
         return self.websockets is None or self.websockets.allows_eviction()
 

@@ -179,9 +179,7 @@ class DurableObjectStub:
         caller = current_host.get()
         after = None
         if caller is not None and caller.storage is not None:
-            gate = caller.storage._gate_batch
-            if gate is not None and not gate.done:
-                after = gate
+            after = caller.storage.output_gate_batch()
         host: ObjectHost = self._class.host(self.id)
         try:
             task = host.submit(deliver, after=after)

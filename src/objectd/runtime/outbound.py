@@ -37,7 +37,9 @@ async def fetch(
         request = Request(input, **{**(init or {}), **kwargs})
     host = current_host.get()
     if host is not None and host.storage is not None:
-        await host.storage.wait_output_gate()
+        batch = host.storage.output_gate_batch()
+        if batch is not None:
+            await batch.wait()
     reply = await _get_client().request(
         request.method, request.url, headers=list(request.headers.items()), content=request.body
     )

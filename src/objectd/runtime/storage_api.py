@@ -192,6 +192,7 @@ class DurableObjectStorage(_KvOps):
         self._loop = asyncio.get_running_loop()
         self._batch: Batch | None = None  # the open (uncommitted) batch
         self._gate_batch: Batch | None = None  # latest batch holding a confirmed write
+        self._committed: Batch | None = None  # latest committed batch of confirmed writes
         self._last_batch: Batch | None = None  # latest batch of any kind (for sync())
         self._unconfirmed = False
         self._sql: SqlStorage | None = None
@@ -218,6 +219,8 @@ class DurableObjectStorage(_KvOps):
             return None  # an open transaction(): committed when it ends
         batch, self._batch = self._batch, None
         self.database.commit()
+        if batch is not None and batch is self._gate_batch:
+            self._committed = batch
         return batch
 
     def sync_database(self) -> None:
@@ -229,26 +232,35 @@ class DurableObjectStorage(_KvOps):
         for held in {batch, self._batch, self._gate_batch, self._last_batch}:
             if held is not None and not held.done:
                 held.settle(failed)
-        self._host.reset(failed)
+        if not self._closed:  # a closed view's instance is gone: never reset its successor
+            self._host.reset(failed)
 
     def _check(self, op: str) -> None:
         if self._closed:
             raise StorageError("Durable Object storage is no longer accessible.")
 
-    def close_for_reset(self) -> None:
-        """The instance is being reset: discard the open batch and refuse further calls."""
-        self._closed = True
-        self.discard_uncommitted()
+    def close_for_reset(self, error: BaseException | None = None) -> None:
+        """The instance is going away: discard the open batch and refuse further calls.
 
-    def discard_uncommitted(self) -> None:
+        Outputs held behind the discarded writes fail with ``error`` (they must never
+        leave: the writes they follow never happened).
+        """
+        self._closed = True
+        self.discard_uncommitted(error)
+
+    def discard_uncommitted(self, error: BaseException | None = None) -> None:
         """Roll back the open batch (abort / reset): its writes never happened."""
         self.database.rollback()
         if self._batch is not None:
-            self._batch.settle(None)
+            self._batch.settle(error or ObjectResetError("Durable Object was reset."))
             if self._gate_batch is self._batch:
                 self._gate_batch = None
             self._batch = None
         self._transaction_depth = 0
+
+    @property
+    def last_batch(self) -> Batch | None:
+        return self._last_batch
 
     @property
     def quiescent(self) -> bool:
@@ -263,9 +275,20 @@ class DurableObjectStorage(_KvOps):
             await batch.wait()
 
     def output_gate_batch(self) -> Batch | None:
-        """The batch an output issued now must wait for (None: it may leave at once)."""
+        """The batch an output issued now must wait for (None: it may leave at once).
+
+        Inside ``transaction()`` the open batch commits only when the closure returns,
+        so an outgoing call made in the closure waiting for it would wait forever; it
+        waits for the last committed batch instead (the transaction's own writes are
+        not yet committed, and a rollback would undo them).
+        """
         batch = self._gate_batch
-        return batch if batch is not None and not batch.done else None
+        if batch is None or batch.done:
+            return None
+        if batch is self._batch and self.database.in_savepoint:
+            committed = self._committed
+            return committed if committed is not None and not committed.done else None
+        return batch
 
     async def sync(self) -> None:
         """Resolve once every write issued before this call is durable (incl. unconfirmed)."""
@@ -278,6 +301,7 @@ class DurableObjectStorage(_KvOps):
     def delete_all(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> Resolved[None]:
+        self._check("deleteAll()")
         opts = dict(storage_options("deleteAll", options, kwargs))
         if self._transaction_depth:
             raise StorageError("Cannot call deleteAll() within a transaction")
@@ -292,6 +316,7 @@ class DurableObjectStorage(_KvOps):
 
     async def transaction(self, closure: Callable[[DurableObjectTransaction], Awaitable[T]]) -> T:
         """Run ``closure(txn)`` as a critical section in a savepoint (spec §5.6)."""
+        self._check("transaction()")
         async with self._host.critical_section():
             depth = self.database.savepoint_depth
             txn = DurableObjectTransaction(self, depth)
@@ -309,6 +334,7 @@ class DurableObjectStorage(_KvOps):
 
     def transaction_sync(self, callback: Callable[[], T]) -> T:
         """Run ``callback()`` synchronously in a savepoint (SQLite only, spec §5.7)."""
+        self._check("transactionSync()")
         if self.database.backend is not Backend.SQLITE:
             raise StorageError(_NOT_SQL)
         with self.database.savepoint("sync_savepoint"):
@@ -368,6 +394,7 @@ class _GatedSql(SqlStorage):
         self._owner = storage
 
     def exec(self, query: str, /, *bindings: object) -> SqlStorageCursor:
+        self._owner._check("sql.exec()")
         cursor = super().exec(query, *bindings)
         if self._owner._batch is not None:
             self._owner._gate_batch = self._owner._batch
@@ -414,9 +441,11 @@ class SyncKvStorage:
         self._list_generation = 0
 
     def get(self, key: str) -> Any:
+        self._storage._check("kv.get()")
         return self._storage._kv.get(key)[1]
 
     def put(self, key: str, value: Any = _MISSING) -> None:
+        self._storage._check("kv.put()")
         if value is _MISSING:
             raise DurableObjectTypeError("put() called with undefined value.")
         pair = self._storage._kv.encode_entry(key, value)
@@ -424,12 +453,14 @@ class SyncKvStorage:
             self._storage._kv.put_encoded([pair])
 
     def delete(self, key: str) -> bool:
+        self._storage._check("kv.delete()")
         with self._storage._writing({}):
             return self._storage._kv.delete(key)
 
     def list(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> Iterator[tuple[str, Any]]:
+        self._storage._check("kv.list()")
         rng = compile_list_options({**(options or {}), **kwargs})
         self._list_generation += 1
         generation = self._list_generation

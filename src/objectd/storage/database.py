@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from objectd.errors import StorageError
+
 __all__ = ["Backend", "ObjectDatabase", "internal_sql"]
 
 _NONCE = f"/*objectd:{secrets.token_hex(8)}*/ "
@@ -50,6 +52,8 @@ class Backend(enum.Enum):
     KV = "kv"  # new_classes: async KV API only
     SQLITE = "sqlite"  # new_sqlite_classes: KV, storage.kv, SQL and transactionSync
 
+
+_ABORTED = "Cannot commit transaction due to an earlier SQL critical error"
 
 _SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -105,6 +109,9 @@ class ObjectDatabase:
         self._on_batch_open: Callable[[ObjectDatabase], None] | None = None
         self._batch_open = False
         self._savepoint_depth = 0
+        # SQLite ended the open batch itself (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a
+        # critical error): the batch's earlier writes are gone, so it must fail, not commit.
+        self._aborted = False
         created = not path.exists()
         if created:
             _create_from_template(path)
@@ -153,6 +160,8 @@ class ObjectDatabase:
 
     def begin_write(self) -> None:
         """Open the implicit batch transaction if it is not open yet."""
+        if self._aborted:
+            raise StorageError(_ABORTED)
         if not self._batch_open:
             self.conn.execute(internal_sql("BEGIN"))
             self._batch_open = True
@@ -161,14 +170,24 @@ class ObjectDatabase:
 
     def commit(self) -> None:
         """Commit the open batch (not yet synced; see :meth:`sync`)."""
+        if self._aborted:
+            self._aborted = False
+            raise StorageError(_ABORTED)
         if self._savepoint_depth:
             raise RuntimeError("cannot commit a batch while a transaction() is open")
         if self._batch_open:
             self._batch_open = False
             self.conn.execute(internal_sql("COMMIT"))
 
-    def rollback(self) -> None:
+    def batch_aborted(self) -> None:
+        """SQLite rolled the open batch back on its own: fail it at commit time."""
+        self.rollback(keep_aborted=True)
+        self._aborted = True
+
+    def rollback(self, *, keep_aborted: bool = False) -> None:
         """Discard the open batch (object reset or a failed commit)."""
+        if not keep_aborted:
+            self._aborted = False
         self._savepoint_depth = 0
         if self._batch_open:
             self._batch_open = False

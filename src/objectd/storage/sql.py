@@ -221,7 +221,7 @@ class SqlStorage:
         # IOERR, NOMEM, INTERRUPT) end the whole transaction, and with it the batch and
         # any open savepoints; bring ObjectDatabase's bookkeeping back in line.
         if self._db.batch_open and not self._db.conn.in_transaction:
-            self._db.rollback()
+            self._db.batch_aborted()
 
     @property
     def database_size(self) -> int:

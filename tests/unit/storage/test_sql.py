@@ -790,10 +790,16 @@ def test_conflict_rollback_ending_the_batch_keeps_the_database_consistent(
     sql.exec("INSERT INTO t VALUES (1)")
     with pytest.raises(SqlError, match="UNIQUE constraint failed"):
         sql.exec("INSERT OR ROLLBACK INTO t VALUES (1)")
-    # SQLite rolled back the whole batch; ObjectDatabase knows it.
+    # SQLite rolled back the whole batch, the KV write "k" with it. That batch must fail
+    # (its writes may already have been acknowledged), never commit as if it were whole.
     assert not db.batch_open
     assert KvStore(db).get("k") == (False, None)
-    sql.exec("INSERT INTO t VALUES (2)")
+    critical = "Cannot commit transaction due to an earlier SQL critical error"
+    with pytest.raises(StorageError, match=critical):
+        sql.exec("INSERT INTO t VALUES (2)")  # no new batch behind the lost one's back
+    with pytest.raises(StorageError, match=critical):
+        db.commit()  # the runtime's flush: fails, so held outputs fail and the object resets
+    sql.exec("INSERT INTO t VALUES (2)")  # a new batch after the failure works
     db.commit()
     assert raw_rows(db, "SELECT v FROM t") == [(2,)]
 
