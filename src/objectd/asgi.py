@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from objectd.errors import DurableObjectError
 from objectd.fetch import Headers, Request
 from objectd.runtime.committer import Durability
 from objectd.runtime.project import Project
@@ -54,6 +55,9 @@ _HANDSHAKE_HEADERS = frozenset(
 )
 # Object events one connection may have queued before it stops reading (back-pressure).
 _MAX_IN_FLIGHT = 32
+# Cloudflare's smallest plan accepts request bodies of up to 100 MB.
+MAX_BODY_BYTES = 100 * 1024 * 1024
+
 _ERROR_HEADERS = [
     (b"content-type", b"text/plain;charset=UTF-8"),
     (b"connection", b"close"),
@@ -133,16 +137,27 @@ class ObjectdApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:  # one request must not exhaust the whole process
+                await _send_plain(send, 413, b"Payload Too Large", _ERROR_HEADERS)
+                return
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         project = self.project or await self.startup()
         try:
             request = _request_from_scope(scope, b"".join(chunks))
+        except (DurableObjectError, ValueError) as exc:  # the client's fault, not the worker's
+            log.info("objectd: bad request: %s", exc)
+            await _send_plain(send, 400, b"Bad Request", _ERROR_HEADERS)
+            return
+        try:
             response = await project.fetch(request)
         except Exception:
             log.exception("objectd: uncaught exception in the worker")

@@ -54,6 +54,7 @@ from objectd.ids import DurableObjectId
 from objectd.runtime.alarm_ops import AlarmRun, Seen, delete_alarm, run_alarm, stored_alarm
 from objectd.runtime.committer import Committer
 from objectd.runtime.settings import RuntimeSettings
+from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.storage.alarm_index import AlarmIndex, read_object_alarm
 
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ class AlarmScheduler:
     async def _deliver(self, key: _Key, slot: _Slot) -> None:
         try:
             await self._attempt(key, slot)
-        except Exception:
+        except (Exception, CpuLimitExceeded):  # a stray CPU interrupt must not stop alarms
             log.exception("objectd: delivering an alarm failed; trying again in 1 s")
             slot.due = self._now() + 1000
         finally:

@@ -44,6 +44,8 @@ __all__ = ["Env", "Project"]
 
 log = logging.getLogger("objectd")
 
+BACKGROUND_GRACE_S = 10.0
+
 
 class Env:
     """``env``: bindings, vars and secrets, by attribute (``env.COUNTER``) or key."""
@@ -210,6 +212,11 @@ class Project:
         await asyncio.gather(*self._services, return_exceptions=True)
         self._services.clear()
         if self._background:
+            # wait_until() work gets a grace period; shutdown must not hang on it.
+            _, late = await asyncio.wait(self._background, timeout=BACKGROUND_GRACE_S)
+            for task in late:
+                log.warning("objectd: cancelling a wait_until() task still running at shutdown")
+                task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
         for object_class in self.classes.values():
             await object_class.close()

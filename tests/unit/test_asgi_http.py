@@ -1,0 +1,92 @@
+"""The ASGI front's HTTP path, in process: bad input and oversized bodies (issue 2 §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from objectd import asgi
+from objectd.asgi import ObjectdApp
+
+WRANGLER = 'name = "app"\nmain = "worker.py"\n'
+WORKER = """
+from objectd import Response, WorkerEntrypoint
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response(f"{request.method} {len(await request.bytes())}")
+"""
+
+
+def make_app(tmp_path: Path) -> ObjectdApp:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "wrangler.toml").write_text(WRANGLER)
+    (root / "worker.py").write_text(textwrap.dedent(WORKER))
+    sys.modules.pop("worker", None)
+    return ObjectdApp(root, data_dir=tmp_path / "data")
+
+
+def call(
+    app: ObjectdApp,
+    headers: list[tuple[bytes, bytes]],
+    body_chunks: list[bytes],
+    method: str = "POST",
+) -> tuple[int, bytes]:
+    """One HTTP request through the app; returns (status, body)."""
+
+    async def main() -> tuple[int, bytes]:
+        await app.startup()
+        incoming = [
+            {"type": "http.request", "body": chunk, "more_body": i < len(body_chunks) - 1}
+            for i, chunk in enumerate(body_chunks)
+        ]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "headers": headers,
+            "scheme": "http",
+        }
+        try:
+            await app(scope, receive, send)
+        finally:
+            await app.shutdown()
+        return sent[0]["status"], sent[1]["body"]
+
+    return asyncio.run(main())
+
+
+def test_well_formed_request(tmp_path: Path) -> None:
+    assert call(make_app(tmp_path), [(b"host", b"h")], [b"abc"]) == (200, b"POST 3")
+
+
+@pytest.mark.parametrize("host", [b"[::1", b"h:99999"])
+def test_malformed_request_is_400_not_a_worker_error(tmp_path: Path, host: bytes) -> None:
+    status, body = call(make_app(tmp_path), [(b"host", host)], [b""], method="GET")
+    assert (status, body) == (400, b"Bad Request")
+
+
+def test_get_with_a_body_is_400(tmp_path: Path) -> None:
+    assert call(make_app(tmp_path), [(b"host", b"h")], [b"xyz"], method="GET")[0] == 400
+
+
+def test_oversized_body_is_413(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asgi, "MAX_BODY_BYTES", 10)
+    status, _ = call(make_app(tmp_path), [(b"host", b"h")], [b"123456", b"789012"])
+    assert status == 413
