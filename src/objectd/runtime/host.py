@@ -188,6 +188,9 @@ class ObjectHost:
 
     async def _output_gate(self, storage: DurableObjectStorage) -> None:
         """Wait for this event's writes to be durable; a hang resets the object (spec §6)."""
+        batch = storage._gate_batch
+        if batch is None or (batch.done and batch.error is None):
+            return  # nothing pending: no timer to arm (the common case for reads)
         try:
             async with asyncio.timeout(self.settings.output_gate_timeout_s):
                 await storage.wait_output_gate()
