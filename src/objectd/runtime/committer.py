@@ -6,11 +6,14 @@ runs after every handler that was runnable in this turn.  The flush commits each
 dirty object's batch (a transaction each, cheap: no sync) and then makes them
 durable:
 
-* ``fsync`` durability (default): one ``fdatasync`` of each object's WAL.  With a
-  single dirty object the sync runs inline — a thread hop costs more latency than
-  it saves — and with several they overlap in a small thread pool.  While a sync
-  is in flight the loop keeps running, so the next turn's writes form the next
-  batch: many pending writes share one sync.
+* ``fsync`` durability (default): with a single dirty object, one ``fdatasync`` of
+  its WAL, inline (a thread hop costs more latency than it saves).  With several,
+  one *group sync* in a worker thread (``storage.syncing``: one ``syncfs`` per
+  filesystem where Linux has it, so many objects cost one disk flush).  Group syncs
+  run one at a time: batches committed while one is in flight wait and form the
+  next group, and an object with a batch in flight joins the next group too, so an
+  object's batches become durable in commit order.  Meanwhile the loop keeps
+  running, so many pending writes share each sync.
 * ``process`` durability: committed to the operating system, which survives a
   killed process but not power loss; no sync.
 
@@ -23,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
+
+from objectd.storage.syncing import SyncableFile, sync_files
 
 __all__ = ["Batch", "Committable", "Committer", "Durability"]
 
@@ -72,8 +77,9 @@ class Committable(Protocol):
         """Commit the open batch; ``None`` when nothing may be committed yet."""
         ...
 
-    def sync_database(self) -> None:
-        """Make committed batches durable (may run in a worker thread)."""
+    @property
+    def sync_file(self) -> SyncableFile:
+        """The file to make durable after a commit (synced in a worker thread)."""
         ...
 
     def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
@@ -81,8 +87,8 @@ class Committable(Protocol):
         ...
 
 
-def _sync_file(storage: Committable) -> None:
-    storage.sync_database()
+def _sync_group(storages: Sequence[Committable]) -> None:
+    sync_files([storage.sync_file for storage in storages])
 
 
 class Committer:
@@ -93,11 +99,11 @@ class Committer:
         *,
         durability: Durability = Durability.FSYNC,
         sync_threads: int = 4,
-        syncer: Callable[[Committable], None] | None = None,
+        syncer: Callable[[Sequence[Committable]], None] | None = None,
     ) -> None:
         self.durability = durability
-        # Tests pass a recording syncer to hold or fail a sync; production syncs the file.
-        self._syncer: Callable[[Committable], None] = syncer or _sync_file
+        # Tests pass a recording syncer to hold or fail a sync; production syncs the files.
+        self._syncer: Callable[[Sequence[Committable]], None] = syncer or _sync_group
         self._pending: dict[Committable, None] = {}
         # Committed (and synced) before any object batch of the same flush: see enqueue_first.
         self._first: dict[Callable[[bool], None], None] = {}
@@ -106,6 +112,9 @@ class Committer:
             max_workers=sync_threads, thread_name_prefix="objectd-sync"
         )
         self._in_flight: set[asyncio.Future[None]] = set()
+        # The group sync in flight (at most one) and what it covers; then the next group.
+        self._group: dict[Committable, list[Batch]] = {}
+        self._next_group: dict[Committable, list[Batch]] = {}
         self.commits = 0
         self.syncs = 0
 
@@ -156,37 +165,50 @@ class Committer:
         if self.durability is Durability.PROCESS:
             for _, batch in committed:
                 batch.settle(None)
-        elif len(committed) == 1:
+        elif len(committed) == 1 and not self._grouped(committed[0][0]):
             storage, batch = committed[0]
             self._sync_inline(storage, batch)
         else:
-            loop = asyncio.get_running_loop()
             for storage, batch in committed:
-                fut = loop.run_in_executor(self._executor, self._syncer, storage)
-                self._in_flight.add(fut)
-                fut.add_done_callback(self._synced(storage, batch))
+                self._next_group.setdefault(storage, []).append(batch)
+            if not self._group:
+                self._start_group_sync()
+
+    def _grouped(self, storage: Committable) -> bool:
+        """``storage`` has a batch in the group sync in flight or in the next one."""
+        return storage in self._group or storage in self._next_group
 
     def _sync_inline(self, storage: Committable, batch: Batch) -> None:
         self.syncs += 1
         try:
-            self._syncer(storage)
+            self._syncer([storage])
         except Exception as exc:
             storage.batch_failed(batch, exc)
         else:
             batch.settle(None)
 
-    def _synced(self, storage: Committable, batch: Batch) -> Callable[[asyncio.Future[None]], None]:
-        def done(fut: asyncio.Future[None]) -> None:
-            self._in_flight.discard(fut)
-            self.syncs += 1
-            if fut.cancelled():
-                storage.batch_failed(batch, RuntimeError("sync was cancelled"))
-            elif (exc := fut.exception()) is not None:
-                storage.batch_failed(batch, exc)
-            else:
-                batch.settle(None)
+    def _start_group_sync(self) -> None:
+        group, self._next_group = self._next_group, {}
+        self._group = group
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._executor, self._syncer, list(group))
+        self._in_flight.add(fut)
+        fut.add_done_callback(self._group_synced)
 
-        return done
+    def _group_synced(self, fut: asyncio.Future[None]) -> None:
+        self._in_flight.discard(fut)
+        group, self._group = self._group, {}
+        self.syncs += 1
+        cancelled = fut.cancelled()
+        error = RuntimeError("sync was cancelled") if cancelled else fut.exception()
+        for storage, batches in group.items():
+            for batch in batches:
+                if error is None:
+                    batch.settle(None)
+                else:
+                    storage.batch_failed(batch, error)
+        if self._next_group:
+            self._start_group_sync()
 
     def run_in_thread(self, function: Callable[[], None]) -> asyncio.Future[None]:
         """Run blocking file work (closing an evicted object) on the sync threads."""
@@ -196,7 +218,7 @@ class Committer:
         """Commit and sync everything pending now; used at shutdown and eviction."""
         if self._pending or self._first:
             self._flush()
-        while self._in_flight:
+        while self._in_flight:  # a finished group sync starts the next one, if any
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def close(self) -> None:

@@ -223,8 +223,9 @@ class DurableObjectStorage(_KvOps):
             self._committed = batch
         return batch
 
-    def sync_database(self) -> None:
-        self.database.sync()
+    @property
+    def sync_file(self) -> ObjectDatabase:
+        return self.database
 
     def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
         failed = ObjectResetError(f"Durable Object storage failed to commit a write: {error}")

@@ -26,6 +26,7 @@ import enum
 import os
 import secrets
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,36 +63,53 @@ _SCHEMA = (
 )
 
 
-_template: bytes | None = None
+_template: tuple[bytes, bytes] | None = None
 
 
-def _template_bytes() -> bytes:
-    """An empty object database (WAL mode, schema, version), built once per process."""
+def _template_files() -> tuple[bytes, bytes]:
+    """A new object's database and WAL file (schema and version committed in the WAL).
+
+    Built once per process.  A new object starts with a WAL that already holds a
+    commit, so SQLite appends to it: starting an empty WAL would make SQLite sync the
+    WAL header and the folder on the event loop, two disk flushes per new object that
+    our own sync after the first commit makes redundant.
+    """
     global _template
     if _template is None:
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        try:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-            image = conn.serialize()
-        finally:
-            conn.close()
-        # Bytes 18-19 of the header select the journal format: 2 = WAL (persistent).
-        _template = image[:18] + b"\x02\x02" + image[20:]
+        with tempfile.TemporaryDirectory(prefix="objectd-template-") as folder:
+            path = os.path.join(folder, "template.sqlite")
+            conn = sqlite3.connect(path, isolation_level=None)
+            try:
+                conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+                conn.execute("PRAGMA synchronous=OFF")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+                # Read while the connection is open: closing would checkpoint the WAL away.
+                with open(path, "rb") as main, open(f"{path}-wal", "rb") as wal:
+                    _template = (main.read(), wal.read())
+            finally:
+                conn.close()
     return _template
 
 
 def _create_from_template(path: Path) -> None:
-    """Create a new object file atomically: template bytes to a temp file, then rename.
+    """Create a new object's files: the WAL, then the database atomically by a rename.
 
-    No SQLite work and no sync on the event loop; a crash leaves at most a temp file.
-    The first sync of the object fsyncs the file and its folder (``_needs_full_sync``).
+    No SQLite work and no sync on the event loop; a crash leaves at most a temp file or
+    a WAL without its database, which the next creation overwrites.  The first sync of
+    the object makes the files and their folder entries durable (``_needs_full_sync``).
     """
+    main, wal = _template_files()
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}-wal", "wb") as out:
+        out.write(wal)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     with open(temp, "wb") as out:
-        out.write(_template_bytes())
+        out.write(main)
     os.replace(temp, path)
 
 
@@ -140,6 +158,7 @@ class ObjectDatabase:
             # Opened (and created if missing) after the first write so that it is the
             # same inode SQLite appends to; it stays valid while the connection is open.
             self._wal_fd = os.open(f"{path}-wal", os.O_RDWR | os.O_CREAT, 0o644)
+            self.device = os.fstat(self._wal_fd).st_dev
         except BaseException:
             self.conn.close()
             raise
@@ -209,6 +228,18 @@ class ObjectDatabase:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+    @property
+    def sync_fd(self) -> int:
+        return self._wal_fd
+
+    def synced_with_filesystem(self) -> None:
+        """A ``syncfs`` of this file's filesystem returned after the last commit.
+
+        It wrote back the WAL, the main file and the folder entries, so a new file
+        needs no separate sync of its own (``storage.syncing``).
+        """
+        self._needs_full_sync = False
 
     # -- savepoints (transaction() / transactionSync()) -----------------------------------
 

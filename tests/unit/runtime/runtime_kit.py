@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from objectd.runtime.namespace import DurableObjectNamespace, DurableObjectStub
 from objectd.runtime.registry import ObjectClass
 from objectd.runtime.settings import RuntimeSettings
 from objectd.storage.database import Backend
+from objectd.storage.syncing import sync_files
 
 
 class RecordingSyncer:
@@ -28,11 +29,11 @@ class RecordingSyncer:
         self.fail_with: BaseException | None = None
         self.log: list[str] | None = None
 
-    def __call__(self, storage: Committable) -> None:
+    def __call__(self, storages: Sequence[Committable]) -> None:
         self.release.wait(10)
         if self.fail_with is not None:
             raise self.fail_with
-        storage.sync_database()
+        sync_files([storage.sync_file for storage in storages])
         self.synced += 1
         if self.log is not None:
             self.log.append("synced")

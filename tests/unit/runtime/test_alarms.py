@@ -760,8 +760,19 @@ class _Recorder:
         self.order.append("object commit")
         return Batch(asyncio.get_running_loop())
 
-    def sync_database(self) -> None:
+    @property
+    def sync_file(self) -> _Recorder:
+        return self
+
+    # What storage.syncing needs of a file: this one records its sync.
+    device = 0
+    sync_fd = -1
+
+    def sync(self) -> None:
         self.order.append("object sync")
+
+    def synced_with_filesystem(self) -> None:
+        self.order.append("object synced with its filesystem")
 
     def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
         self.failed = error

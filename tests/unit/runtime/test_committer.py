@@ -1,0 +1,170 @@
+"""The committer's group commit: who is synced with whom, and in what order (spec §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from objectd.runtime.committer import Batch, Committable, Committer, Durability
+
+
+class FakeStorage:
+    """A committable whose every commit yields a fresh batch; records failures."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failed: list[tuple[Batch | None, BaseException]] = []
+        self.sync_file: Any = None
+
+    def commit_batch(self) -> Batch | None:
+        return Batch(asyncio.get_running_loop())
+
+    def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
+        self.failed.append((batch, error))
+        if batch is not None:
+            batch.settle(error)
+
+
+class GroupSyncer:
+    """Records each sync call's group; ``release`` holds calls from worker threads."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[str]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.fail_with: BaseException | None = None
+
+    def __call__(self, storages: Sequence[Committable]) -> None:
+        names = [s.name for s in storages]  # type: ignore[attr-defined]
+        if threading.current_thread() is not threading.main_thread():
+            self.release.wait(10)
+        self.groups.append(names)
+        if self.fail_with is not None:
+            raise self.fail_with
+
+
+async def commit(committer: Committer, *storages: FakeStorage) -> list[Batch]:
+    """Enqueue ``storages`` in one turn; return their batches once the flush ran."""
+    batches: list[Batch] = []
+    for storage in storages:
+        original = storage.commit_batch
+
+        def capture(original: Any = original) -> Batch:
+            batch: Batch = original()
+            batches.append(batch)
+            return batch
+
+        storage.commit_batch = capture  # type: ignore[method-assign]
+        committer.enqueue(storage)
+    await asyncio.sleep(0)  # the flush runs in the next turn
+    for storage in storages:
+        del storage.commit_batch
+    return batches
+
+
+async def settled(batch: Batch) -> None:
+    for _ in range(200):
+        if batch.done:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("batch never settled")
+
+
+def test_066_one_dirty_object_is_synced_inline() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        (batch,) = await commit(committer, FakeStorage("a"))
+        assert batch.done and batch.error is None  # synced before the flush returned
+        assert syncer.groups == [["a"]]
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_066_dirty_objects_of_one_turn_share_one_group_sync() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        batches = await commit(committer, *(FakeStorage(n) for n in "abcd"))
+        for batch in batches:
+            await settled(batch)
+        assert syncer.groups == [["a", "b", "c", "d"]]
+        assert committer.syncs == 1 and committer.commits == 4
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_033_group_syncs_run_one_at_a_time_and_keep_an_objects_order() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        a, b, c = FakeStorage("a"), FakeStorage("b"), FakeStorage("c")
+        syncer.release.clear()
+        first = await commit(committer, a, b)  # a group sync, held in its thread
+        # a alone: it has a batch in flight, so it waits for the next group instead of
+        # being synced inline (its newer batch must not become durable first).
+        (a_again,) = await commit(committer, a)
+        # c alone, with nothing in flight: synced inline at once.
+        (c_batch,) = await commit(committer, c)
+        assert c_batch.done
+        second = await commit(committer, b, c)
+        await asyncio.sleep(0.02)
+        assert not any(batch.done for batch in [*first, a_again, *second])
+        syncer.release.set()
+        for batch in [*first, a_again, *second]:
+            await settled(batch)
+        assert syncer.groups == [["c"], ["a", "b"], ["a", "b", "c"]]
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_071_a_failed_group_sync_fails_every_batch_of_the_group() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        syncer.fail_with = OSError(5, "Input/output error")
+        a, b = FakeStorage("a"), FakeStorage("b")
+        batches = await commit(committer, a, b)
+        for batch in batches:
+            await settled(batch)
+            assert isinstance(batch.error, OSError)
+        assert [len(s.failed) for s in (a, b)] == [1, 1]
+        syncer.fail_with = None
+        (ok,) = await commit(committer, a)
+        assert ok.done and ok.error is None  # the next commit is not affected
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_drain_waits_for_every_group() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        syncer.release.clear()
+        first = await commit(committer, FakeStorage("a"), FakeStorage("b"))
+        second = await commit(committer, FakeStorage("c"), FakeStorage("d"))
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, syncer.release.set)
+        await committer.drain()
+        assert all(batch.done for batch in [*first, *second])
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_process_durability_never_syncs() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(durability=Durability.PROCESS, syncer=syncer)
+        batches = await commit(committer, FakeStorage("a"), FakeStorage("b"))
+        assert all(batch.done for batch in batches)
+        assert syncer.groups == []
+        await committer.close()
+
+    asyncio.run(main())
