@@ -39,8 +39,19 @@ def call(
     method: str = "POST",
 ) -> tuple[int, bytes]:
     """One HTTP request through the app; returns (status, body)."""
+    sent = exchange(app, headers, body_chunks, method)
+    return sent[0]["status"], sent[1]["body"]
 
-    async def main() -> tuple[int, bytes]:
+
+def exchange(
+    app: ObjectdApp,
+    headers: list[tuple[bytes, bytes]],
+    body_chunks: list[bytes],
+    method: str = "POST",
+) -> list[dict[str, Any]]:
+    """One HTTP request through the app; returns the ASGI messages it sent."""
+
+    async def main() -> list[dict[str, Any]]:
         await app.startup()
         incoming = [
             {"type": "http.request", "body": chunk, "more_body": i < len(body_chunks) - 1}
@@ -67,7 +78,7 @@ def call(
             await app(scope, receive, send)
         finally:
             await app.shutdown()
-        return sent[0]["status"], sent[1]["body"]
+        return sent
 
     return asyncio.run(main())
 
@@ -90,3 +101,35 @@ def test_oversized_body_is_413(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(asgi, "MAX_BODY_BYTES", 10)
     status, _ = call(make_app(tmp_path), [(b"host", b"h")], [b"123456", b"789012"])
     assert status == 413
+
+
+FRAMING_WORKER = """
+from objectd import Response, WorkerEntrypoint
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        if request.method == "DELETE":
+            return Response(None, status=204)
+        # A stale length (as a relayed upstream response may carry) must not reach the wire.
+        return Response("hello", headers={"content-length": "99", "x-kept": "1"})
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "length"), [("GET", 200, b"5"), ("DELETE", 204, None)]
+)
+def test_responses_carry_their_real_content_length(
+    tmp_path: Path, method: str, status: int, length: bytes | None
+) -> None:
+    app = make_app(tmp_path)
+    (app.project_dir / "worker.py").write_text(textwrap.dedent(FRAMING_WORKER))
+    start, body = exchange(app, [(b"host", b"h")], [b""], method=method)
+    assert start["status"] == status
+    headers = start["headers"]
+    lengths = [value for name, value in headers if name == b"content-length"]
+    assert lengths == ([length] if length is not None else [])
+    if status == 200:
+        assert (b"x-kept", b"1") in headers  # only the framing header was replaced
+        assert body["body"] == b"hello"
+    else:
+        assert body["body"] == b""
