@@ -32,19 +32,46 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
+# Names and values already checked, and what they normalize to.  Requests and responses
+# repeat the same few headers, and a dict lookup costs far less than the regexes; the
+# memos are bounded (cleared when full) so varied input cannot grow them without limit.
+_MEMO_LIMIT = 4096
+_checked_names: dict[str, str] = {}
+_checked_values: dict[str, str] = {}
+
+
 def _name(name: object) -> str:
+    if type(name) is str:
+        lowered = _checked_names.get(name)
+        if lowered is not None:
+            return lowered
     if not isinstance(name, str) or not _TOKEN.fullmatch(name):
         raise DurableObjectTypeError(f"Invalid header name: {name!r}")
-    return name.lower()
+    lowered = name.lower()
+    if type(name) is str:
+        _remember(_checked_names, name, lowered)
+    return lowered
 
 
 def _value(value: object) -> str:
+    if type(value) is str:
+        normalized = _checked_values.get(value)
+        if normalized is not None:
+            return normalized
     if not isinstance(value, str):
         raise DurableObjectTypeError(f"header values must be str, got {type(value).__name__}")
-    value = value.strip(_HTTP_WHITESPACE)  # the fetch API's value normalization
-    if _BAD_VALUE.search(value):
-        raise DurableObjectTypeError(f"Invalid header value: {value!r}")
-    return value
+    stripped = value.strip(_HTTP_WHITESPACE)  # the fetch API's value normalization
+    if _BAD_VALUE.search(stripped):
+        raise DurableObjectTypeError(f"Invalid header value: {stripped!r}")
+    if type(value) is str and len(value) <= 256:
+        _remember(_checked_values, value, stripped)
+    return stripped
+
+
+def _remember(memo: dict[str, str], key: str, result: str) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = result
 
 
 class Headers(MutableMapping[str, str]):
@@ -64,6 +91,9 @@ class Headers(MutableMapping[str, str]):
         if isinstance(init, Headers):
             self._pairs = list(init._pairs)
             return
+        if type(init) is dict:  # the common case, without an ABC isinstance check
+            self._pairs = [(_name(k), _value(v)) for k, v in init.items()]
+            return
         pairs = init.items() if isinstance(init, Mapping) else init
         if isinstance(pairs, str | bytes):
             raise DurableObjectTypeError("Headers() needs a mapping or (name, value) pairs")
@@ -75,7 +105,11 @@ class Headers(MutableMapping[str, str]):
     @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         """Headers from ASGI-style ``(name, value)`` byte pairs (latin-1)."""
-        return cls((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+        headers = cls()
+        headers._pairs = [
+            (_name(name.decode("latin-1")), _value(value.decode("latin-1"))) for name, value in raw
+        ]
+        return headers
 
     def raw(self) -> list[tuple[bytes, bytes]]:
         """Every pair as latin-1 bytes with lower-case names, for ASGI."""
@@ -97,7 +131,10 @@ class Headers(MutableMapping[str, str]):
 
     def has(self, name: str) -> bool:
         key = _name(name)
-        return any(pair_name == key for pair_name, _ in self._pairs)
+        for pair_name, _ in self._pairs:  # noqa: SIM110 - a loop: no generator on a hot path
+            if pair_name == key:
+                return True
+        return False
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` by ``value`` (kept at the first one's place)."""
@@ -203,7 +240,14 @@ def _body_bytes(body: object, headers: Headers) -> bytes | None:
     raise DurableObjectTypeError(f"a body must be str or bytes, got {type(body).__name__}")
 
 
+_checked_urls: dict[str, str] = {}
+
+
 def _check_url(url: object) -> str:
+    if type(url) is str:
+        checked = _checked_urls.get(url)
+        if checked is not None:
+            return checked
     if isinstance(url, str):
         try:
             parts = urlsplit(url)
@@ -213,7 +257,10 @@ def _check_url(url: object) -> str:
         else:
             if parts.scheme in ("http", "https") and parts.hostname:
                 # As the URL parser would: "http://host" is "http://host/".
-                return url if parts.path else parts._replace(path="/").geturl()
+                checked = url if parts.path else parts._replace(path="/").geturl()
+                if type(url) is str and len(url) <= 2048:
+                    _remember(_checked_urls, url, checked)
+                return checked
     raise DurableObjectTypeError(f"Fetch API cannot load: {url}")
 
 

@@ -114,18 +114,24 @@ def _check_jurisdiction(jurisdiction: object) -> str | None:
     )
 
 
+_NAME_MEMO_LIMIT = 4096
+
+
 class IdMinter:
     """Mints and checks the ids of one namespace; ``secret`` is the namespace's key.
 
     Only ``SHA-256(secret)`` is kept, and it never appears in a repr.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_by_name", "_key")
 
     def __init__(self, secret: bytes) -> None:
         if not isinstance(secret, bytes) or not secret:
             raise DurableObjectTypeError("a namespace secret must be non-empty bytes")
         self._key = hashlib.sha256(secret).digest()
+        # Recently minted name ids: two HMACs per request add up on a hot path, and ids
+        # are immutable.  Bounded: cleared when full.
+        self._by_name: dict[tuple[str, str | None], DurableObjectId] = {}
 
     def __repr__(self) -> str:
         return "IdMinter(<secret>)"
@@ -143,10 +149,18 @@ class IdMinter:
                 f"idFromName() needs a str name, got {type(name).__name__}"
             )
         jurisdiction = _check_jurisdiction(jurisdiction)
+        known = self._by_name.get((name, jurisdiction))
+        if known is not None and type(name) is str:
+            return known
         # surrogatepass keeps the mapping injective for names with lone surrogates.
         message = _TAG_OF[jurisdiction] + name.encode("utf-8", "surrogatepass")
         base = hmac.digest(self._key, message, "sha256")[:_HALF]
-        return self._make(base, name, jurisdiction)
+        minted = self._make(base, name, jurisdiction)
+        if type(name) is str and len(name) <= 1024:
+            if len(self._by_name) >= _NAME_MEMO_LIMIT:
+                self._by_name.clear()
+            self._by_name[(name, jurisdiction)] = minted
+        return minted
 
     def new_unique_id(self, *, jurisdiction: str | None = None) -> DurableObjectId:
         """A new random id (128 random bits), never equal to a name-derived one in practice."""

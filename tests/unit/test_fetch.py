@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from typing import Any
 
 import pytest
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
 from objectd.fetch import Headers, Request, Response
+
+# The module itself: the package exports a function of the same name.
+fetch_module = importlib.import_module("objectd.fetch")
 
 
 def run(awaitable: Any) -> Any:
@@ -362,3 +366,24 @@ def test_response_clone_and_read_only_fields() -> None:
     assert (clone.status, clone.body, clone.url) == (202, b"b", "http://origin/")
     with pytest.raises(AttributeError):
         response.status = 500  # type: ignore[misc]
+
+
+def test_checked_headers_are_remembered_but_bad_ones_never_are() -> None:
+    for _ in range(2):  # the second round is served from the memos
+        headers = Headers({"X-Trace": "  abc  "})
+        assert headers.raw() == [(b"x-trace", b"abc")]
+        with pytest.raises(DurableObjectTypeError, match="Invalid header name"):
+            Headers({"bad name": "v"})
+        with pytest.raises(DurableObjectTypeError, match="Invalid header value"):
+            Headers({"x": "a\r\nb"})
+    for n in range(fetch_module._MEMO_LIMIT + 10):
+        Headers({f"x-{n}": f"v{n}"})
+    assert len(fetch_module._checked_names) <= fetch_module._MEMO_LIMIT
+    assert len(fetch_module._checked_values) <= fetch_module._MEMO_LIMIT
+
+
+def test_checked_urls_are_remembered_but_bad_ones_never_are() -> None:
+    for _ in range(2):
+        assert Request("http://example.com").url == "http://example.com/"
+        with pytest.raises(DurableObjectTypeError, match="Fetch API cannot load"):
+            Request("http://example.com:99999/")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from objectd import ids
 from objectd.errors import DurableObjectTypeError, InvalidIdError
 from objectd.ids import (
     JURISDICTIONS,
@@ -216,3 +217,14 @@ def test_minter_checks_and_hides_secret() -> None:
     for bad in (b"", "text", None):
         with pytest.raises(DurableObjectTypeError, match="non-empty bytes"):
             IdMinter(bad)  # type: ignore[arg-type]
+
+
+def test_remembered_name_ids_stay_correct_and_bounded(minter: IdMinter) -> None:  # checklist 1
+    first = minter.id_from_name("hot")
+    assert minter.id_from_name("hot") is first  # served from the memo
+    assert minter.id_from_name("hot", jurisdiction="eu") != first  # keyed by jurisdiction
+    for n in range(ids._NAME_MEMO_LIMIT + 10):
+        minter.id_from_name(f"name-{n}")
+    assert len(minter._by_name) <= ids._NAME_MEMO_LIMIT
+    again = minter.id_from_name("hot")
+    assert again == first and again.name == "hot"  # recomputed after the memo was cleared

@@ -94,11 +94,20 @@ def check_handler_spellings(cls: type) -> None:
             )
 
 
+# (class, handler) -> the spelling the class defines, or None; classes are not edited
+# while they serve (a reload in ``objectd dev`` brings new class objects).
+_handler_names: dict[tuple[type, str], str | None] = {}
+
+
 def find_handler(instance: object, snake: str) -> Callable[..., Any] | None:
     """The bound handler ``snake`` (or its camelCase spelling), or None."""
     cls = type(instance)
-    for name in (snake, HANDLERS[snake]):
-        if _defined(cls, name):
-            handler: Callable[..., Any] = getattr(instance, name)
-            return handler
-    return None
+    try:
+        name = _handler_names[cls, snake]
+    except KeyError:
+        name = next((n for n in (snake, HANDLERS[snake]) if _defined(cls, n)), None)
+        _handler_names[cls, snake] = name
+    if name is None:
+        return None
+    handler: Callable[..., Any] = getattr(instance, name)
+    return handler

@@ -52,6 +52,11 @@ class Env:
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         self.__dict__["_values"] = dict(values)
+        # Plain attributes too, so ``env.COUNTER`` on a hot path skips __getattr__; a
+        # name that is also a method here (``get``) stays the method, as before.
+        for name, value in values.items():
+            if name.isidentifier() and not hasattr(Env, name):
+                self.__dict__[name] = value
 
     def __getattr__(self, name: str) -> Any:
         try:

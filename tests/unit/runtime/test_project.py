@@ -11,7 +11,7 @@ import pytest
 
 from objectd.errors import ConfigError
 from objectd.fetch import Request
-from objectd.runtime.project import Project
+from objectd.runtime.project import Env, Project
 
 WRANGLER = """
 name = "app"
@@ -180,3 +180,14 @@ def test_env_is_read_only_and_explains_missing_names(tmp_path: Path) -> None:
     assert status == 200
     assert "no binding, var or secret named 'NOPE'" in text
     assert "THING" in text
+
+
+def test_env_bindings_are_attributes_and_methods_stay_methods() -> None:
+    env = Env({"COUNTER": 1, "get": "a var named get", "my-var": 2})
+    assert env.COUNTER == 1 and env["my-var"] == 2
+    assert env.get("COUNTER") == 1  # a binding named "get" does not hide the method
+    assert env["get"] == "a var named get"
+    with pytest.raises(AttributeError, match="no binding, var or secret named 'MISSING'"):
+        env.MISSING  # noqa: B018
+    with pytest.raises(AttributeError, match="read-only"):
+        env.COUNTER = 2
