@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from objectd.codec import TYPE_TABLE, clone, decode, encode
+from objectd.codec import TYPE_TABLE, clone, decode, decode_pairs, encode
 from objectd.errors import SerializationError
 
 
@@ -555,3 +555,23 @@ def test_repeated_references_keep_identity(items: list[dict[str, int]]) -> None:
 def test_decoding_any_bytes_returns_or_raises_serialization_error(data: bytes) -> None:
     with contextlib.suppress(SerializationError):  # and nothing else
         decode(data)
+
+
+_STORED = st.one_of(
+    st.text(max_size=40), st.integers(), st.none(), st.booleans(), st.lists(st.text(), max_size=3)
+)
+
+
+@given(st.lists(_STORED, max_size=20))
+def test_decode_pairs_agrees_with_decode(values: list[Any]) -> None:  # checklist 49
+    rows = [(f"k{i}", encode(value)) for i, value in enumerate(values)]
+    assert decode_pairs(rows) == [(key, decode(raw)) for key, raw in rows]
+
+
+def test_decode_pairs_refuses_what_decode_refuses() -> None:
+    bad_utf8 = b"\x62\xff\xfe"  # a text head over bytes that are not UTF-8
+    for raw in (b"", bad_utf8, b"\x63ab"):  # empty, invalid text, truncated text
+        with pytest.raises(SerializationError):
+            decode(raw)
+        with pytest.raises(SerializationError):
+            decode_pairs([("k", raw)])

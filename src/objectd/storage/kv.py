@@ -216,8 +216,7 @@ class KvStore:
         sql = internal_sql(
             f"SELECT CAST(key AS TEXT), value FROM _cf_KV{where} ORDER BY key {order}{limit}"
         )
-        decode = codec.decode
-        return [(key, decode(value)) for key, value in self._conn.execute(sql, params)]
+        return codec.decode_pairs(self._conn.execute(sql, params))
 
     # -- writes (each opens the batch) -----------------------------------------------------
 
