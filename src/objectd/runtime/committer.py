@@ -41,31 +41,65 @@ class Durability(enum.Enum):
 
 
 class Batch:
-    """The outcome of one object's commit: awaited by outputs held behind its writes."""
+    """The outcome of one object's commit: awaited by outputs held behind its writes.
 
-    __slots__ = ("_error", "_future")
+    With ``timeout_s``, ``on_timeout(batch)`` runs if the batch is not settled by then
+    (the output gate's 30 s limit, spec §6): one timer per batch, however many outputs
+    wait for it.
+    """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._future: asyncio.Future[None] = loop.create_future()
+    __slots__ = ("_done", "_error", "_loop", "_timer", "_waiters")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        timeout_s: float | None = None,
+        on_timeout: Callable[[Batch], None] | None = None,
+    ) -> None:
+        self._loop = loop
+        self._done = False
         self._error: BaseException | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if timeout_s is not None and on_timeout is not None:
+            self._timer = loop.call_later(timeout_s, on_timeout, self)
 
     @property
     def done(self) -> bool:
-        return self._future.done()
+        return self._done
 
     @property
     def error(self) -> BaseException | None:
         return self._error
 
     def settle(self, error: BaseException | None) -> None:
-        if not self._future.done():
-            self._error = error
-            self._future.set_result(None)
+        if self._done:
+            return
+        self._done = True
+        self._error = error
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiters, self._waiters = self._waiters, None
+        if waiters is not None:
+            for waiter in waiters:
+                if not waiter.done():  # a waiter cancelled meanwhile is skipped
+                    waiter.set_result(None)
 
     async def wait(self) -> None:
-        """Return once durable; raise the commit's error if it failed."""
-        if not self._future.done():
-            await asyncio.shield(self._future)
+        """Return once durable; raise the commit's error if it failed.
+
+        Each waiter has its own future, so cancelling one leaves the batch and the
+        other waiters alone.
+        """
+        if not self._done:
+            waiter = self._loop.create_future()
+            if self._waiters is None:
+                self._waiters = [waiter]
+            else:
+                self._waiters.append(waiter)
+            await waiter
         if self._error is not None:
             raise self._error
 

@@ -38,7 +38,7 @@ from objectd.ids import DurableObjectId
 from objectd.runtime.committer import Batch
 from objectd.runtime.gates import InputGate, in_critical_section
 from objectd.runtime.state import DurableObjectState
-from objectd.runtime.storage_api import DurableObjectStorage
+from objectd.runtime.storage_api import STORAGE_TIMEOUT, DurableObjectStorage
 from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.storage.database import ObjectDatabase
 
@@ -55,9 +55,6 @@ current_host: contextvars.ContextVar[ObjectHost | None] = contextvars.ContextVar
 )
 
 CPU_LIMIT_MESSAGE = "Worker exceeded CPU time limit."
-_STORAGE_TIMEOUT = (
-    "Durable Object storage operation exceeded timeout which caused object to be reset."
-)
 _BCW_TIMEOUT = (
     "A call to blockConcurrencyWhile() in a Durable Object waited for too long. "
     "The call was canceled and the Durable Object was reset."
@@ -148,7 +145,7 @@ class ObjectHost:
                     async with asyncio.timeout(self.settings.output_gate_timeout_s):
                         await after.wait()
                 except TimeoutError:
-                    raise OverloadedError(_STORAGE_TIMEOUT) from None
+                    raise OverloadedError(STORAGE_TIMEOUT) from None
             await self.gate.enter()
             if lifecycle is not None:
                 lifecycle.touch(self)
@@ -187,17 +184,15 @@ class ObjectHost:
             self._events.discard(event)
 
     async def _output_gate(self, storage: DurableObjectStorage) -> None:
-        """Wait for this event's writes to be durable; a hang resets the object (spec §6)."""
+        """Wait for this event's writes to be durable (spec §6).
+
+        A batch that takes too long resets the object by its own timer
+        (``DurableObjectStorage._batch_expired``), which fails this wait.
+        """
         batch = storage._gate_batch
         if batch is None or (batch.done and batch.error is None):
-            return  # nothing pending: no timer to arm (the common case for reads)
-        try:
-            async with asyncio.timeout(self.settings.output_gate_timeout_s):
-                await storage.wait_output_gate()
-        except TimeoutError:
-            error = OverloadedError(_STORAGE_TIMEOUT, durable_object_reset=True)
-            self.reset(error)
-            raise error from None
+            return  # nothing pending (the common case for reads)
+        await storage.wait_output_gate()
 
     # -- activation and reset ------------------------------------------------------------
 

@@ -228,10 +228,16 @@ class PendingCall:
     async def _result(self) -> Any:
         if self._error is not None:
             raise self._error
-        assert self._task is not None
+        task = self._task
+        assert task is not None
+        if not task.done():
+            # The caller waits on a future of its own, so the event runs to completion even
+            # if this caller goes away (what asyncio.shield does, with less machinery).
+            waiter: asyncio.Future[None] = task.get_loop().create_future()
+            task.add_done_callback(lambda _: _wake(waiter))
+            await waiter
         try:
-            # Shielded: the event runs to completion even if this caller goes away.
-            value = await asyncio.shield(self._task)
+            value = task.result()
         except DurableObjectError as exc:
             if exc.retryable or exc.overloaded or exc.durable_object_reset:
                 self._stub._broken = exc
@@ -240,6 +246,11 @@ class PendingCall:
         if caller is not None:
             await caller.gate.wait_open()
         return codec.decode(value) if self._decode else value
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a caller that went away cancelled its waiter
+        waiter.set_result(None)
 
 
 def _check_size(size: int) -> None:

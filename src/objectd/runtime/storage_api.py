@@ -16,7 +16,12 @@ import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from objectd.errors import DurableObjectTypeError, ObjectResetError, StorageError
+from objectd.errors import (
+    DurableObjectTypeError,
+    ObjectResetError,
+    OverloadedError,
+    StorageError,
+)
 from objectd.runtime import alarm_ops
 from objectd.runtime.committer import Batch, Committer
 from objectd.runtime.options import storage_options
@@ -32,6 +37,10 @@ __all__ = ["DurableObjectStorage", "DurableObjectTransaction", "SyncKvStorage"]
 T = TypeVar("T")
 _MISSING: Any = object()
 
+# Cloudflare's message when an output waited too long for its writes (spec §6).
+STORAGE_TIMEOUT = (
+    "Durable Object storage operation exceeded timeout which caused object to be reset."
+)
 _NOT_SQL = "Durable Object is not backed by SQL."
 _SQL_UNAVAILABLE = (
     "This Durable Object is not backed by SQLite storage, so the SQL API is not available. "
@@ -204,7 +213,11 @@ class DurableObjectStorage(_KvOps):
     # -- the commit path (driven by the committer) ----------------------------------------
 
     def _batch_opened(self, db: ObjectDatabase) -> None:
-        batch = Batch(self._loop)
+        batch = Batch(
+            self._loop,
+            timeout_s=self._host.settings.output_gate_timeout_s,
+            on_timeout=self._batch_expired,
+        )
         self._batch = batch
         self._last_batch = batch
         if not self._unconfirmed:
@@ -226,6 +239,19 @@ class DurableObjectStorage(_KvOps):
     @property
     def sync_file(self) -> ObjectDatabase:
         return self.database
+
+    def _batch_expired(self, batch: Batch) -> None:
+        """``batch`` is not durable after the output gate's limit: reset (spec §6).
+
+        A hung disk sync or a transaction left open that long; everything held behind
+        it fails with Cloudflare's storage timeout error.
+        """
+        error = OverloadedError(STORAGE_TIMEOUT, durable_object_reset=True)
+        for held in {batch, self._batch, self._gate_batch, self._last_batch}:
+            if held is not None and not held.done:
+                held.settle(error)
+        if not self._closed:
+            self._host.reset(error)
 
     def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
         failed = ObjectResetError(f"Durable Object storage failed to commit a write: {error}")

@@ -149,6 +149,17 @@ class Writer(DurableObject):
         await self.ctx.storage.put("k", 1)
         return "written"
 
+    async def slow_transaction(self) -> str:
+        async def body(txn: Any) -> None:
+            await txn.put("k", 2)
+            await asyncio.sleep(0.5)  # the transaction holds its batch open meanwhile
+
+        await self.ctx.storage.transaction(body)
+        return "committed"
+
+    async def read(self) -> Any:
+        return await self.ctx.storage.get("k")
+
 
 def test_076_output_gate_timeout_resets(tmp_path: Path) -> None:
     async def main() -> None:
@@ -187,5 +198,18 @@ def test_cpu_limit_resets_only_the_spinning_object(tmp_path: Path) -> None:
             assert await ns.get_by_name("other").bump() == 2002  # untouched
         finally:
             watchdog.stop()
+
+    asyncio.run(main())
+
+
+def test_076_a_transaction_holding_its_writes_too_long_resets(tmp_path: Path) -> None:
+    async def main() -> None:
+        settings = RuntimeSettings(output_gate_timeout_s=0.05)
+        ns = make_namespace(tmp_path, Writer, settings=settings)
+        assert await ns.get_by_name("a").write() == "written"
+        with pytest.raises(OverloadedError, match="exceeded timeout") as info:
+            await ns.get_by_name("a").slow_transaction()
+        assert info.value.durable_object_reset is True
+        assert await ns.get_by_name("a").read() == 1  # the transaction's write never landed
 
     asyncio.run(main())
