@@ -112,12 +112,14 @@ class ObjectHost:
         event.task = task
         self._events.add(event)  # registered before it starts, so a reset reaches it
         self._queued += 1
+        self.object_class.committer.events_in_flight += 1
         task.add_done_callback(self._event_done)
         self.own(task)
         return task
 
     def _event_done(self, task: asyncio.Task[Any]) -> None:
         self._queued -= 1
+        self.object_class.committer.events_in_flight -= 1
         # A caller may drop a stub call without awaiting it (common in JS-style code):
         # its failure then belongs to nobody and must not be logged as unretrieved.
         _mark_retrieved(task)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from runtime_kit import make_namespace
+
 from objectd.runtime.committer import Batch, Committable, Committer, Durability
+from objectd.runtime.objects import DurableObject
 
 
 class FakeStorage:
@@ -78,6 +82,22 @@ def test_066_one_dirty_object_is_synced_inline() -> None:
         committer = Committer(syncer=syncer)
         (batch,) = await commit(committer, FakeStorage("a"))
         assert batch.done and batch.error is None  # synced before the flush returned
+        assert syncer.groups == [["a"]]
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_066_with_other_events_in_flight_one_object_is_synced_in_a_thread() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        committer.events_in_flight = 5  # as the hosts count them: other events could run
+        syncer.release.clear()
+        (batch,) = await commit(committer, FakeStorage("a"))
+        assert not batch.done  # the loop is free while the sync runs in its thread
+        syncer.release.set()
+        await settled(batch)
         assert syncer.groups == [["a"]]
         await committer.close()
 
@@ -165,6 +185,29 @@ def test_process_durability_never_syncs() -> None:
         batches = await commit(committer, FakeStorage("a"), FakeStorage("b"))
         assert all(batch.done for batch in batches)
         assert syncer.groups == []
+        await committer.close()
+
+    asyncio.run(main())
+
+
+class Bumper(DurableObject):
+    async def bump(self, fail: bool) -> int:
+        value = (await self.ctx.storage.get("n") or 0) + 1
+        await self.ctx.storage.put("n", value)
+        if fail:
+            raise ValueError("failed after writing")
+        return int(value)
+
+
+def test_hosts_keep_the_count_of_events_in_flight(tmp_path: Path) -> None:
+    async def main() -> None:
+        committer = Committer()
+        ns = make_namespace(tmp_path, Bumper, committer=committer)
+        calls = [ns.get_by_name(f"o{i % 3}").bump(i % 4 == 0) for i in range(20)]
+        assert committer.events_in_flight == 20  # counted when submitted
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert sum(isinstance(r, ValueError) for r in results) == 5
+        assert committer.events_in_flight == 0
         await committer.close()
 
     asyncio.run(main())
