@@ -201,7 +201,11 @@ class ObjectHost:
     def _activate(self) -> None:
         oc = self.object_class
         if self._db is None:
-            self._db = ObjectDatabase(oc.object_path(self.id), backend=oc.backend)
+            db = ObjectDatabase(oc.object_path(self.id), backend=oc.backend, spares=oc.spares)
+            self._db = db
+            if db.created and oc.spares is not None and oc.spares.needs_refill:
+                refill = oc.committer.run_in_thread(oc.spares.refill)
+                refill.add_done_callback(_log_refill_failure)
         self.storage = DurableObjectStorage(self._db, oc.committer, self)
         self.state = DurableObjectState(self)
         self.activations += 1
@@ -365,6 +369,11 @@ class ObjectHost:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _log_refill_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("could not make spare object files: %s", done.exception())
 
 
 def _mark_retrieved(task: asyncio.Task[Any]) -> None:

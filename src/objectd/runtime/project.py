@@ -39,6 +39,8 @@ from objectd.runtime.registry import ObjectClass
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.watchdog import CpuWatchdog
 from objectd.storage.alarm_index import ALARM_INDEX_NAME
+from objectd.storage.database import template_files
+from objectd.storage.spares import SPARES_FOLDER, SpareFiles
 
 __all__ = ["Env", "Project"]
 
@@ -109,6 +111,8 @@ class Project:
         self._services: list[asyncio.Task[Any]] = []
         # Delivers the alarms of every class (bound or not); None without classes.
         self.alarms: AlarmScheduler | None = None
+        # Ready-made files for new objects, shared by the classes; None without classes.
+        self.spares: SpareFiles | None = None
         self._watchdog = CpuWatchdog(
             settings.cpu_limit_s, targets=(ObjectHost._run_event.__code__,)
         )
@@ -133,6 +137,8 @@ class Project:
         exported = {name: value for name, value in vars(module).items() if isinstance(value, type)}
         states = apply_migrations(config, exported, root)
         committer = Committer(durability=durability)
+        # <root>/<script>/: the folder apply_migrations created for this script.
+        spares = SpareFiles(root / config.name / SPARES_FOLDER, template_files())
         classes: dict[str, ObjectClass] = {}
         for name, state in states.items():
             if name not in exported:
@@ -147,6 +153,7 @@ class Project:
                 committer=committer,
                 settings=settings,
                 lifecycle=lifecycle,
+                spares=spares,
             )
         values: dict[str, Any] = dict(config.vars)
         for secret, value in config.secrets.items():
@@ -170,7 +177,7 @@ class Project:
             object_class.env = env
         project = cls(config, module, classes, env, committer, settings, lifecycle)
         if classes:
-            # <root>/<script>/: the folder apply_migrations created for this script.
+            project.spares = spares
             index_path = root / config.name / ALARM_INDEX_NAME
             project.alarms = AlarmScheduler(
                 index_path, classes, settings=settings, committer=committer
@@ -184,6 +191,14 @@ class Project:
         self._watchdog.start()
         if self.alarms is not None:
             self.alarms.start()
+        if self.spares is not None:
+            spares = self.spares
+
+            def fill() -> None:
+                spares.reset()
+                spares.refill()
+
+            self.committer.run_in_thread(fill).add_done_callback(_log_spares_failure)
 
     async def fetch(self, request: Request) -> Response:
         """Serve one request through the worker's entrypoint."""
@@ -229,6 +244,11 @@ class Project:
         if self.alarms is not None:
             self.alarms.close()  # after the committer: it commits the index's last rows
         await close_client()
+
+
+def _log_spares_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("objectd: could not make spare object files: %s", done.exception())
 
 
 _Entry = Callable[[Request, Env, ExecutionContext], Any]

@@ -13,6 +13,7 @@ from objectd.runtime.host import ObjectHost
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.settings import RuntimeSettings
 from objectd.storage.database import Backend
+from objectd.storage.spares import SpareFiles
 
 if TYPE_CHECKING:
     from objectd.runtime.alarms import AlarmScheduler
@@ -34,6 +35,7 @@ class ObjectClass:
     settings: RuntimeSettings = field(default_factory=RuntimeSettings)
     lifecycle: Lifecycle | None = None  # None: objects stay in memory (unit tests)
     alarms: AlarmScheduler | None = None  # None: alarms are stored but never fire
+    spares: SpareFiles | None = None  # ready-made files for new objects (None: none)
     hosts: dict[DurableObjectId, ObjectHost] = field(default_factory=dict)
     # Files of evicted objects being closed in a worker thread (a close checkpoints the
     # WAL and syncs): the next activation of the same id waits for its close.

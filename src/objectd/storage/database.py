@@ -32,8 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from objectd.errors import StorageError
+from objectd.storage.spares import SpareFiles
 
-__all__ = ["Backend", "ObjectDatabase", "internal_sql"]
+__all__ = ["Backend", "ObjectDatabase", "internal_sql", "template_files"]
 
 _NONCE = f"/*objectd:{secrets.token_hex(8)}*/ "
 
@@ -66,7 +67,7 @@ _SCHEMA = (
 _template: tuple[bytes, bytes] | None = None
 
 
-def _template_files() -> tuple[bytes, bytes]:
+def template_files() -> tuple[bytes, bytes]:
     """A new object's database and WAL file (schema and version committed in the WAL).
 
     Built once per process.  A new object starts with a WAL that already holds a
@@ -103,7 +104,7 @@ def _create_from_template(path: Path) -> None:
     a WAL without its database, which the next creation overwrites.  The first sync of
     the object makes the files and their folder entries durable (``_needs_full_sync``).
     """
-    main, wal = _template_files()
+    main, wal = template_files()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}-wal", "wb") as out:
         out.write(wal)
@@ -121,6 +122,7 @@ class ObjectDatabase:
         path: Path,
         *,
         backend: Backend,
+        spares: SpareFiles | None = None,
     ) -> None:
         self.path = path
         self.backend = backend
@@ -131,14 +133,20 @@ class ObjectDatabase:
         # critical error): the batch's earlier writes are gone, so it must fail, not commit.
         self._aborted = False
         created = not path.exists()
+        taken = False
         if created:
-            _create_from_template(path)
+            taken = spares is not None and spares.take(path)
+            if not taken:
+                _create_from_template(path)
+        self.created = created
         self.conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, cached_statements=256
         )
         self._wal_fd = -1
-        # A new file's directory entry and header must reach the disk with its first sync.
+        # A new file's folder entries (and, unless it was a synced spare, its contents)
+        # must reach the disk with its first sync.
         self._needs_full_sync = created
+        self._sync_main_file = created and not taken
         try:
             # One live instance per object: this connection is the file's only user, so
             # it holds the lock for its lifetime and keeps the WAL index in its own memory
@@ -218,11 +226,12 @@ class ObjectDatabase:
         os.fdatasync(self._wal_fd)
         if self._needs_full_sync:
             self._needs_full_sync = False
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if self._sync_main_file:
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
