@@ -30,11 +30,13 @@ import asyncio
 import enum
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from objectd.storage.syncing import SyncableFile, sync_files
 
 __all__ = ["Batch", "Committable", "Committer", "Durability"]
+
+T = TypeVar("T")
 
 
 class Durability(enum.Enum):
@@ -128,13 +130,13 @@ def _sync_group(storages: Sequence[Committable]) -> None:
 
 
 class Committer:
-    """Process-wide group commit; owns the sync thread pool and in-flight syncs."""
+    """Process-wide group commit; owns the sync thread, the file threads and in-flight syncs."""
 
     def __init__(
         self,
         *,
         durability: Durability = Durability.FSYNC,
-        sync_threads: int = 4,
+        file_threads: int = 4,
         syncer: Callable[[Sequence[Committable]], None] | None = None,
     ) -> None:
         self.durability = durability
@@ -144,8 +146,12 @@ class Committer:
         # Committed (and synced) before any object batch of the same flush: see enqueue_first.
         self._first: dict[Callable[[bool], None], None] = {}
         self._scheduled = False
+        # Group syncs get a thread of their own (they run one at a time), so they never
+        # queue behind file work: a burst of evictions can put hundreds of closes (each a
+        # checkpoint with its own syncs) on the file threads.
+        self._sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="objectd-sync")
         self._executor = ThreadPoolExecutor(
-            max_workers=sync_threads, thread_name_prefix="objectd-sync"
+            max_workers=file_threads, thread_name_prefix="objectd-files"
         )
         self._in_flight: set[asyncio.Future[None]] = set()
         # The group sync in flight (at most one) and what it covers; then the next group.
@@ -234,7 +240,7 @@ class Committer:
         group, self._next_group = self._next_group, {}
         self._group = group
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, self._syncer, list(group))
+        fut = loop.run_in_executor(self._sync_thread, self._syncer, list(group))
         self._in_flight.add(fut)
         fut.add_done_callback(self._group_synced)
 
@@ -253,8 +259,8 @@ class Committer:
         if self._next_group:
             self._start_group_sync()
 
-    def run_in_thread(self, function: Callable[[], None]) -> asyncio.Future[None]:
-        """Run blocking file work (closing an evicted object) on the sync threads."""
+    def run_in_thread(self, function: Callable[[], T]) -> asyncio.Future[T]:
+        """Run blocking file work (closing an evicted object, making spares) in a thread."""
         return asyncio.get_running_loop().run_in_executor(self._executor, function)
 
     async def drain(self) -> None:
@@ -266,4 +272,5 @@ class Committer:
 
     async def close(self) -> None:
         await self.drain()
+        self._sync_thread.shutdown(wait=True)
         self._executor.shutdown(wait=True)
