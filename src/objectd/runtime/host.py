@@ -85,6 +85,7 @@ class ObjectHost:
         self._events: set[_Event] = set()
         self._queued = 0  # events submitted and not finished (the overload bound)
         self._previous_batch: Batch | None = None
+        self._opening: asyncio.Future[ObjectDatabase] | None = None  # see _open_in_thread
         self.activations = 0
         self.idle_since = self.clock.monotonic()
         self.last_touch = self.idle_since
@@ -155,6 +156,10 @@ class ObjectHost:
                 pending = self.object_class.closing.get(self.id)
                 if pending is not None and self._db is None:
                     await asyncio.shield(pending)  # the evicted instance's file is closing
+                if self._db is None and (
+                    self._opening is not None or self.object_class.committer.events_in_flight > 1
+                ):
+                    await self._open_in_thread()
                 if self.instance is None:
                     try:
                         self._activate()
@@ -198,14 +203,44 @@ class ObjectHost:
 
     # -- activation and reset ------------------------------------------------------------
 
+    def _open_database(self) -> ObjectDatabase:
+        oc = self.object_class
+        return ObjectDatabase(oc.object_path(self.id), backend=oc.backend, spares=oc.spares)
+
+    def _database_opened(self, db: ObjectDatabase) -> None:
+        self._db = db
+        spares = self.object_class.spares
+        if db.created and spares is not None and spares.needs_refill:
+            refill = self.object_class.committer.run_in_thread(spares.refill)
+            refill.add_done_callback(_log_refill_failure)
+
+    async def _open_in_thread(self) -> None:
+        """Open (or create) the file in a worker thread while the loop serves other events.
+
+        Opening a new object creates files, and file creation waits for the
+        filesystem's journal, which other objects' syncs keep busy: done on the loop,
+        a burst of new objects stalled every request.  A lone event opens inline
+        instead (a thread hop would only add latency).  Events of this object that
+        arrive meanwhile wait for the same open; the file is adopted when the thread
+        returns even if the event that asked for it is gone, and eviction waits for it.
+        """
+        opening = self._opening
+        if opening is None:
+            opening = self.object_class.committer.run_in_thread(self._open_database)
+            self._opening = opening
+            opening.add_done_callback(self._opened)
+        await asyncio.shield(opening)
+
+    def _opened(self, opening: asyncio.Future[ObjectDatabase]) -> None:
+        self._opening = None
+        if not opening.cancelled() and opening.exception() is None:
+            self._database_opened(opening.result())
+
     def _activate(self) -> None:
         oc = self.object_class
         if self._db is None:
-            db = ObjectDatabase(oc.object_path(self.id), backend=oc.backend, spares=oc.spares)
-            self._db = db
-            if db.created and oc.spares is not None and oc.spares.needs_refill:
-                refill = oc.committer.run_in_thread(oc.spares.refill)
-                refill.add_done_callback(_log_refill_failure)
+            self._database_opened(self._open_database())
+        assert self._db is not None
         self.storage = DurableObjectStorage(self._db, oc.committer, self)
         self.state = DurableObjectState(self)
         self.activations += 1
@@ -322,7 +357,7 @@ class ObjectHost:
 
     def can_evict(self) -> bool:
         """No work in progress, every write durable, and no socket pins the instance."""
-        if self._tasks:
+        if self._tasks or self._opening is not None:
             return False
         if self.storage is not None and not self.storage.quiescent:
             return False
@@ -365,6 +400,8 @@ class ObjectHost:
         """Let running work finish, then close the database (its writes are committed)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._opening is not None:  # adopted by _opened, then closed below
+            await asyncio.gather(self._opening, return_exceptions=True)
         await self.object_class.committer.drain()
         if self._db is not None:
             self._db.close()

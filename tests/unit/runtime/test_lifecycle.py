@@ -135,8 +135,11 @@ def test_overloaded_queue(tmp_path: Path) -> None:
         with pytest.raises(OverloadedError):
             await stub.ok()  # this stub saw overload: it stays failed
         # The object itself is fine: its queue drains and a new stub works.
-        await asyncio.sleep(0)
         host: ObjectHost = ns._class.hosts[stub.id]
+        for _ in range(500):  # with events queued, its file opens in a worker thread
+            if host.instance is not None:
+                break
+            await asyncio.sleep(0.01)
         host.instance.gate.set()
         assert [await call for call in waiting] == ["released"] * 5
         assert await ns.get_by_name("a").ok() == "ok"
@@ -211,5 +214,34 @@ def test_076_a_transaction_holding_its_writes_too_long_resets(tmp_path: Path) ->
             await ns.get_by_name("a").slow_transaction()
         assert info.value.durable_object_reset is True
         assert await ns.get_by_name("a").read() == 1  # the transaction's write never landed
+
+    asyncio.run(main())
+
+
+class Counted(DurableObject):
+    constructed = 0
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        super().__init__(ctx, env)
+        Counted.constructed += 1
+
+    async def bump(self) -> int:
+        value = (await self.ctx.storage.get("n") or 0) + 1
+        await self.ctx.storage.put("n", value)
+        return int(value)
+
+
+def test_016_concurrent_first_events_open_the_file_once_off_the_loop(tmp_path: Path) -> None:
+    async def main() -> None:
+        Counted.constructed = 0
+        ns = make_namespace(tmp_path, Counted)
+        calls = [ns.get_by_name("new").bump() for _ in range(10)]
+        host: ObjectHost = ns._class.hosts[ns.get_by_name("new").id]
+        await asyncio.sleep(0)
+        assert host._opening is not None  # ten events in flight: the file opens in a thread
+        assert not host.can_evict()  # and the host stays until it is adopted
+        assert sorted(await asyncio.gather(*calls)) == list(range(1, 11))
+        assert Counted.constructed == 1 and host.activations == 1
+        assert host._opening is None
 
     asyncio.run(main())
