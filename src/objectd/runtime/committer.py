@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
@@ -37,6 +38,7 @@ from objectd.storage.syncing import SyncableFile, sync_files
 __all__ = ["Batch", "Committable", "Committer", "Durability"]
 
 T = TypeVar("T")
+log = logging.getLogger("objectd.runtime")
 
 
 class Durability(enum.Enum):
@@ -125,6 +127,16 @@ class Committable(Protocol):
         ...
 
 
+def _fail(storage: Committable, batch: Batch | None, error: BaseException) -> None:
+    """``storage.batch_failed``, which must not stop the committer if it raises itself."""
+    try:
+        storage.batch_failed(batch, error)
+    except Exception:
+        log.exception("objectd: failing a batch raised")
+        if batch is not None:
+            batch.settle(error)
+
+
 def _sync_group(storages: Sequence[Committable]) -> None:
     sync_files([storage.sync_file for storage in storages])
 
@@ -157,6 +169,8 @@ class Committer:
         # The group sync in flight (at most one) and what it covers; then the next group.
         self._group: dict[Committable, list[Batch]] = {}
         self._next_group: dict[Committable, list[Batch]] = {}
+        self._group_files: set[object] = set()  # their files (see _grouped)
+        self._next_files: set[object] = set()
         # Events submitted to any object and not finished, kept by the objects' hosts:
         # with more than one, a sync in a thread lets the loop serve the others.
         self.events_in_flight = 0
@@ -193,14 +207,14 @@ class Committer:
                 commit_first(self.durability is Durability.FSYNC)
             except Exception as exc:
                 for storage in pending:
-                    storage.batch_failed(None, exc)
+                    _fail(storage, None, exc)
                 return
         committed: list[tuple[Committable, Batch]] = []
         for storage in pending:
             try:
                 batch = storage.commit_batch()
             except Exception as exc:  # a failed COMMIT resets that object only
-                storage.batch_failed(None, exc)
+                _fail(storage, None, exc)
                 continue
             if batch is not None:
                 committed.append((storage, batch))
@@ -220,44 +234,70 @@ class Committer:
         else:
             for storage, batch in committed:
                 self._next_group.setdefault(storage, []).append(batch)
+                self._next_files.add(storage.sync_file)
             if not self._group:
                 self._start_group_sync()
 
     def _grouped(self, storage: Committable) -> bool:
-        """``storage`` has a batch in the group sync in flight or in the next one."""
-        return storage in self._group or storage in self._next_group
+        """``storage``'s file has a batch in the group sync in flight or in the next one.
+
+        Keyed by file, not storage: a reset object's new storage shares its file with
+        the old one, whose batches may still be in the lane.
+        """
+        file = storage.sync_file
+        return file in self._group_files or file in self._next_files
 
     def _sync_inline(self, storage: Committable, batch: Batch) -> None:
         self.syncs += 1
         try:
             self._syncer([storage])
         except Exception as exc:
-            storage.batch_failed(batch, exc)
+            _fail(storage, batch, exc)
         else:
             batch.settle(None)
 
     def _start_group_sync(self) -> None:
-        group, self._next_group = self._next_group, {}
-        self._group = group
+        group = self._next_group
+        self._next_group, self._next_files = {}, set()
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._sync_thread, self._syncer, list(group))
+        try:
+            fut = loop.run_in_executor(self._sync_thread, self._syncer, list(group))
+        except RuntimeError as exc:  # the sync thread is shut down: nothing can be synced
+            for storage, batches in group.items():
+                for batch in batches:
+                    _fail(storage, batch, exc)
+            return
+        self._group = group
+        self._group_files = {storage.sync_file for storage in group}
         self._in_flight.add(fut)
         fut.add_done_callback(self._group_synced)
 
     def _group_synced(self, fut: asyncio.Future[None]) -> None:
         self._in_flight.discard(fut)
         group, self._group = self._group, {}
+        failed_files, self._group_files = self._group_files, set()
         self.syncs += 1
         cancelled = fut.cancelled()
         error = RuntimeError("sync was cancelled") if cancelled else fut.exception()
-        for storage, batches in group.items():
-            for batch in batches:
-                if error is None:
-                    batch.settle(None)
-                else:
-                    storage.batch_failed(batch, error)
-        if self._next_group:
-            self._start_group_sync()
+        try:
+            if error is None:
+                for batches in group.values():
+                    for batch in batches:
+                        batch.settle(None)
+                return
+            # Batches of the same files waiting for the next group follow the lost ones
+            # in their WAL: recovery would stop before them, so they fail too.
+            later = {s: b for s, b in self._next_group.items() if s.sync_file in failed_files}
+            for storage in later:
+                del self._next_group[storage]
+            self._next_files = {storage.sync_file for storage in self._next_group}
+            for part in (group, later):
+                for storage, batches in part.items():
+                    for batch in batches:
+                        _fail(storage, batch, error)
+        finally:
+            if self._next_group:
+                self._start_group_sync()
 
     def run_in_thread(self, function: Callable[[], T]) -> asyncio.Future[T]:
         """Run blocking file work (closing an evicted object, making spares) in a thread."""

@@ -17,16 +17,19 @@ from objectd.runtime.objects import DurableObject
 class FakeStorage:
     """A committable whose every commit yields a fresh batch; records failures."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, file: object | None = None) -> None:
         self.name = name
         self.failed: list[tuple[Batch | None, BaseException]] = []
-        self.sync_file: Any = None
+        self.sync_file: Any = file if file is not None else object()
+        self.raise_on_failure = False
 
     def commit_batch(self) -> Batch | None:
         return Batch(asyncio.get_running_loop())
 
     def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
         self.failed.append((batch, error))
+        if self.raise_on_failure:
+            raise RuntimeError("resetting the object failed too")
         if batch is not None:
             batch.settle(error)
 
@@ -157,6 +160,67 @@ def test_071_a_failed_group_sync_fails_every_batch_of_the_group() -> None:
         syncer.fail_with = None
         (ok,) = await commit(committer, a)
         assert ok.done and ok.error is None  # the next commit is not affected
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_033_a_reset_objects_new_storage_waits_behind_its_files_batches() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        file = object()
+        old, other = FakeStorage("old", file), FakeStorage("other")
+        syncer.release.clear()
+        first = await commit(committer, old, other)  # old's batch is in the group in flight
+        new = FakeStorage("new", file)  # the instance after a reset: same file
+        (later,) = await commit(committer, new)
+        assert not later.done  # not synced inline ahead of the older batch of its file
+        syncer.release.set()
+        for batch in [*first, later]:
+            await settled(batch)
+        assert syncer.groups == [["old", "other"], ["new"]]
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_071_a_failed_group_fails_later_batches_of_its_files() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        a, b, c = FakeStorage("a"), FakeStorage("b"), FakeStorage("c")
+        syncer.release.clear()
+        syncer.fail_with = OSError(5, "Input/output error")
+        first = await commit(committer, a, b)
+        queued = await commit(committer, a, c)  # a's second batch follows the first in its WAL
+        syncer.release.set()
+        await settled(queued[1])
+        for batch in [*first, queued[0]]:
+            await settled(batch)
+            assert isinstance(batch.error, OSError)
+        assert syncer.groups == [["a", "b"], ["c"]]  # c alone is synced, and fails too here
+        await committer.close()
+
+    asyncio.run(main())
+
+
+def test_a_failure_that_raises_does_not_strand_the_next_group() -> None:
+    async def main() -> None:
+        syncer = GroupSyncer()
+        committer = Committer(syncer=syncer)
+        a, b = FakeStorage("a"), FakeStorage("b")
+        a.raise_on_failure = True
+        syncer.release.clear()
+        syncer.fail_with = OSError(5, "Input/output error")
+        first = await commit(committer, a, b)
+        queued = await commit(committer, FakeStorage("c"), FakeStorage("d"))
+        syncer.release.set()
+        for batch in [*first, *queued]:
+            await settled(batch)  # the next group still ran, and every batch has its outcome
+        assert syncer.groups == [["a", "b"], ["c", "d"]]
+        assert all(isinstance(batch.error, OSError) for batch in [*first, *queued])
+        assert len(b.failed) == 1  # b was failed although a's failure raised first
         await committer.close()
 
     asyncio.run(main())
