@@ -114,6 +114,13 @@ def _create_from_template(path: Path) -> None:
     os.replace(temp, path)
 
 
+def _non_empty(path: str) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 class ObjectDatabase:
     """The SQLite file of one object, opened for the life of its instance."""
 
@@ -134,6 +141,10 @@ class ObjectDatabase:
         self._aborted = False
         created = not path.exists()
         taken = False
+        # A WAL left with data means the last process did not close the file cleanly (a
+        # clean close checkpoints it away): maybe before the file's first sync, so the
+        # file and its folder entries may not be durable yet.  Sync them again.
+        unclean = not created and _non_empty(f"{path}-wal")
         if created:
             taken = spares is not None and spares.take(path)
             if not taken:
@@ -145,8 +156,8 @@ class ObjectDatabase:
         self._wal_fd = -1
         # A new file's folder entries (and, unless it was a synced spare, its contents)
         # must reach the disk with its first sync.
-        self._needs_full_sync = created
-        self._sync_main_file = created and not taken
+        self._needs_full_sync = created or unclean
+        self._sync_main_file = (created and not taken) or unclean
         try:
             # One live instance per object: this connection is the file's only user, so
             # it holds the lock for its lifetime and keeps the WAL index in its own memory
@@ -169,6 +180,8 @@ class ObjectDatabase:
             self.device = os.fstat(self._wal_fd).st_dev
         except BaseException:
             self.conn.close()
+            if self._wal_fd >= 0:
+                os.close(self._wal_fd)
             raise
 
     # -- the implicit batch -------------------------------------------------------------
@@ -225,7 +238,6 @@ class ObjectDatabase:
         """Make every committed batch durable. Thread-safe: touches file descriptors only."""
         os.fdatasync(self._wal_fd)
         if self._needs_full_sync:
-            self._needs_full_sync = False
             if self._sync_main_file:
                 fd = os.open(self.path, os.O_RDONLY)
                 try:
@@ -237,6 +249,7 @@ class ObjectDatabase:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+            self._needs_full_sync = False  # only once both made it: a failure retries
 
     @property
     def sync_fd(self) -> int:

@@ -68,9 +68,10 @@ class SpareFiles:
                 missing = self.keep - len(self._ready)
             made = [self._write() for _ in range(missing)]
             if made:
-                files = [_NewSpare(spare) for spare in made]
+                files: list[_NewSpare] = []
                 try:
-                    sync_files(files)
+                    files.extend(_NewSpare(spare) for spare in made)
+                    sync_files(files, shared=False)  # not an object's error to take
                 finally:
                     for file in files:
                         file.close()

@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -77,25 +78,78 @@ def _load_syncfs() -> Callable[[int], None] | None:
 _syncfs = _load_syncfs()
 
 
+# Filesystems whose syncfs makes data durable as fdatasync does.  On others (FUSE
+# without FUSE_SYNCFS, 9p, NFS, ...) syncfs may return without asking the server to
+# persist anything, so their files are synced one by one.
+_SYNCFS_FILESYSTEMS = frozenset({"ext3", "ext4", "xfs", "btrfs", "f2fs"})
+_lock = threading.Lock()
+_device_checked: dict[int, bool] = {}
+# One descriptor per device, kept for the life of the process and used for nothing
+# but syncfs: the kernel reports a writeback error to each open file once, and only
+# errors after that file was opened, so a fixed descriptor sees every error exactly
+# once; a file's own descriptor might have seen it already, or been opened after it.
+_error_fds: dict[int, int] = {}
+
+
 def filesystem_sync_available() -> bool:
     return _syncfs is not None
 
 
-def sync_files(files: Sequence[SyncableFile]) -> None:
+def _filesystem_type(device: int) -> str | None:
+    """The type of the mounted filesystem ``device`` is, from /proc/self/mountinfo."""
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == wanted and " - " in line:
+                    return line.split(" - ", 1)[1].split()[0]
+    except OSError:
+        return None
+    return None
+
+
+def _syncfs_fd(device: int, fd: int, *, shared: bool) -> int | None:
+    """The descriptor to syncfs ``device`` through, or None to sync file by file."""
+    with _lock:
+        usable = _device_checked.get(device)
+        if usable is None:
+            usable = _filesystem_type(device) in _SYNCFS_FILESYSTEMS
+            _device_checked[device] = usable
+        if not usable:
+            return None
+        if not shared:
+            return fd
+        error_fd = _error_fds.get(device)
+        if error_fd is None:
+            error_fd = _error_fds[device] = os.dup(fd)
+        return error_fd
+
+
+def sync_files(files: Sequence[SyncableFile], *, shared: bool = True) -> None:
     """Make every committed write of ``files`` durable; raise if any of them may not be.
 
     Files that share a filesystem are synced by one ``syncfs`` when there are several
-    of them; a file alone on its filesystem gets its own ``fdatasync``.  Blocking: run
-    it in a worker thread when more than one file is involved.
+    of them (and the filesystem is a local one known to honour it); a file alone on
+    its filesystem gets its own ``fdatasync``.  Blocking: run it in a worker thread
+    when more than one file is involved.
+
+    ``shared``: report errors through the process-wide descriptor of the device (the
+    committer's syncs).  Files nobody has acknowledged yet (spares being made) pass
+    False, so they never take an error that belongs to an object's commit.
     """
     by_device: dict[int, list[SyncableFile]] = {}
     for file in files:
         by_device.setdefault(file.device, []).append(file)
-    for group in by_device.values():
-        if len(group) == 1 or _syncfs is None:
+    for device, group in by_device.items():
+        fd = None
+        if len(group) > 1 and _syncfs is not None:
+            fd = _syncfs_fd(device, group[0].sync_fd, shared=shared)
+        if fd is None:
             for file in group:
                 file.sync()
             continue
-        _syncfs(group[0].sync_fd)
+        assert _syncfs is not None
+        _syncfs(fd)
         for file in group:
             file.synced_with_filesystem()
