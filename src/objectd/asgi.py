@@ -173,7 +173,13 @@ class ObjectdApp:
             )
             await _send_plain(send, 500, b"Internal Server Error", _ERROR_HEADERS)
             return
-        await _send_plain(send, response.status, response.body or b"", response.headers.raw())
+        await _send_plain(
+            send,
+            response.status,
+            response.body or b"",
+            response.headers.raw(),
+            head=request.method == "HEAD",
+        )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An upgrade request: the worker's 101 response is accepted and relayed (spec §8).
@@ -222,12 +228,25 @@ _FRAMING = (b"content-length", b"transfer-encoding")
 
 
 async def _send_plain(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    head: bool = False,
 ) -> None:
     """Send a whole response.  The body is known, so it goes with its Content-Length (as
-    workerd sends it), not chunked: less to write and less for the client to parse."""
-    if status not in _NULL_BODY_STATUSES:
-        if any(name in _FRAMING for name, _ in headers):  # the body's real size wins
+    workerd sends it), not chunked: less to write and less for the client to parse.
+
+    204 and 304 responses carry no framing headers at all (they have no body); an
+    empty answer to HEAD keeps the length the worker gave, which describes the GET.
+    """
+    framed = any(name in _FRAMING for name, _ in headers)
+    if status in _NULL_BODY_STATUSES:
+        if framed:
+            headers = [(name, value) for name, value in headers if name not in _FRAMING]
+    elif not (head and not body and framed):
+        if framed:  # the body's real size wins
             headers = [(name, value) for name, value in headers if name not in _FRAMING]
         headers = [*headers, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
