@@ -107,8 +107,10 @@ class DurableObjectId:
 
 
 def _check_jurisdiction(jurisdiction: object) -> str | None:
-    if jurisdiction is None or (isinstance(jurisdiction, str) and jurisdiction in JURISDICTIONS):
-        return jurisdiction
+    if jurisdiction is None:
+        return None
+    if isinstance(jurisdiction, str) and jurisdiction in JURISDICTIONS:
+        return JURISDICTIONS[JURISDICTIONS.index(jurisdiction)]  # the canonical str
     raise DurableObjectTypeError(
         f"unknown jurisdiction {jurisdiction!r}; allowed: {', '.join(JURISDICTIONS)}"
     )

@@ -233,8 +233,13 @@ class ObjectHost:
 
     def _opened(self, opening: asyncio.Future[ObjectDatabase]) -> None:
         self._opening = None
-        if not opening.cancelled() and opening.exception() is None:
-            self._database_opened(opening.result())
+        if opening.cancelled() or opening.exception() is not None:
+            return
+        db = opening.result()
+        if self._tasks:
+            self._database_opened(db)
+        else:  # every event that wanted it was reset meanwhile: nobody would close it
+            self._close_in_thread(db)
 
     def _activate(self) -> None:
         oc = self.object_class

@@ -57,7 +57,7 @@ class Env:
         # Plain attributes too, so ``env.COUNTER`` on a hot path skips __getattr__; a
         # name that is also a method here (``get``) stays the method, as before.
         for name, value in values.items():
-            if name.isidentifier() and not hasattr(Env, name):
+            if name.isidentifier() and not name.startswith("_") and not hasattr(Env, name):
                 self.__dict__[name] = value
 
     def __getattr__(self, name: str) -> Any:

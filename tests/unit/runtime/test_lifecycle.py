@@ -245,3 +245,23 @@ def test_016_concurrent_first_events_open_the_file_once_off_the_loop(tmp_path: P
         assert host._opening is None
 
     asyncio.run(main())
+
+
+def test_a_file_opened_for_events_that_were_reset_is_closed(tmp_path: Path) -> None:
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Counted)
+        stub = ns.get_by_name("gone")
+        calls = [stub.bump() for _ in range(3)]
+        host: ObjectHost = ns._class.hosts[stub.id]
+        await asyncio.sleep(0)
+        opening = host._opening
+        assert opening is not None
+        host.reset(ObjectResetError("reset while the file opens"))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(r, ObjectResetError) for r in results)
+        await asyncio.gather(opening, return_exceptions=True)
+        await asyncio.sleep(0)
+        assert host._db is None  # not adopted by a host nobody is using: closed instead
+        assert await ns.get_by_name("gone").bump() == 1  # and the object opens again
+
+    asyncio.run(main())

@@ -191,3 +191,8 @@ def test_env_bindings_are_attributes_and_methods_stay_methods() -> None:
         env.MISSING  # noqa: B018
     with pytest.raises(AttributeError, match="read-only"):
         env.COUNTER = 2
+
+
+def test_env_vars_named_like_internals_stay_items() -> None:
+    env = Env({"_values": "a var", "A": 1})
+    assert env["A"] == 1 and env["_values"] == "a var"  # the internal dict is untouched
