@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import traceback
 from typing import Any
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "SerializationError",
     "SqlError",
     "StorageError",
+    "as_remote",
     "remote_error",
 ]
 
@@ -204,3 +206,22 @@ def remote_error(
             cls = type(type_name, bases, {"__module__": "objectd.remote"})
             _remote_types[key] = cls
     return cls(message, **flags)
+
+
+def as_remote(exc: BaseException) -> DurableObjectError:
+    """A copy of an exception raised inside an object, as its caller sees it (remote).
+
+    An objectd error keeps its class and flags; any other becomes :func:`remote_error`
+    of its class name and ancestors.  Either carries the original traceback as text.
+    """
+    if isinstance(exc, DurableObjectError):
+        copied = exc.__class__.__new__(exc.__class__)
+        copied.args = exc.args
+        copied.__dict__.update(exc.__dict__)
+        copied.remote = True
+        error: DurableObjectError = copied
+    else:
+        bases = tuple(cls.__name__ for cls in type(exc).__mro__[1:])
+        error = remote_error(type(exc).__name__, str(exc), base_names=bases)
+    error.remote_traceback = "".join(traceback.format_exception(exc))  # type: ignore[attr-defined]
+    return error

@@ -31,7 +31,7 @@ import enum
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from objectd.storage.syncing import SyncableFile, sync_files
 
@@ -137,6 +137,11 @@ def _fail(storage: Committable, batch: Batch | None, error: BaseException) -> No
             batch.settle(error)
 
 
+def _log_failure(done: asyncio.Future[Any], failure: str) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("objectd: %s: %s", failure, done.exception())
+
+
 def _sync_group(storages: Sequence[Committable]) -> None:
     sync_files([storage.sync_file for storage in storages])
 
@@ -165,12 +170,10 @@ class Committer:
         self._executor = ThreadPoolExecutor(
             max_workers=file_threads, thread_name_prefix="objectd-files"
         )
-        self._in_flight: set[asyncio.Future[None]] = set()
         # The group sync in flight (at most one) and what it covers; then the next group.
         self._group: dict[Committable, list[Batch]] = {}
         self._next_group: dict[Committable, list[Batch]] = {}
-        self._group_files: set[object] = set()  # their files (see _grouped)
-        self._next_files: set[object] = set()
+        self._group_sync: asyncio.Future[None] | None = None
         # Events submitted to any object and not finished, kept by the objects' hosts:
         # with more than one, a sync in a thread lets the loop serve the others.
         self.events_in_flight = 0
@@ -234,8 +237,7 @@ class Committer:
         else:
             for storage, batch in committed:
                 self._next_group.setdefault(storage, []).append(batch)
-                self._next_files.add(storage.sync_file)
-            if not self._group:
+            if self._group_sync is None:
                 self._start_group_sync()
 
     def _grouped(self, storage: Committable) -> bool:
@@ -244,8 +246,10 @@ class Committer:
         Keyed by file, not storage: a reset object's new storage shares its file with
         the old one, whose batches may still be in the lane.
         """
+        if not self._group and not self._next_group:
+            return False  # the common case on the inline path: nothing in the lane
         file = storage.sync_file
-        return file in self._group_files or file in self._next_files
+        return any(s.sync_file is file for s in (*self._group, *self._next_group))
 
     def _sync_inline(self, storage: Committable, batch: Batch) -> None:
         self.syncs += 1
@@ -258,7 +262,7 @@ class Committer:
 
     def _start_group_sync(self) -> None:
         group = self._next_group
-        self._next_group, self._next_files = {}, set()
+        self._next_group = {}
         loop = asyncio.get_running_loop()
         try:
             fut = loop.run_in_executor(self._sync_thread, self._syncer, list(group))
@@ -267,15 +271,11 @@ class Committer:
                 for batch in batches:
                     _fail(storage, batch, exc)
             return
-        self._group = group
-        self._group_files = {storage.sync_file for storage in group}
-        self._in_flight.add(fut)
+        self._group, self._group_sync = group, fut
         fut.add_done_callback(self._group_synced)
 
     def _group_synced(self, fut: asyncio.Future[None]) -> None:
-        self._in_flight.discard(fut)
-        group, self._group = self._group, {}
-        failed_files, self._group_files = self._group_files, set()
+        group, self._group, self._group_sync = self._group, {}, None
         self.syncs += 1
         cancelled = fut.cancelled()
         error = RuntimeError("sync was cancelled") if cancelled else fut.exception()
@@ -287,10 +287,10 @@ class Committer:
                 return
             # Batches of the same files waiting for the next group follow the lost ones
             # in their WAL: recovery would stop before them, so they fail too.
+            failed_files = {storage.sync_file for storage in group}
             later = {s: b for s, b in self._next_group.items() if s.sync_file in failed_files}
             for storage in later:
                 del self._next_group[storage]
-            self._next_files = {storage.sync_file for storage in self._next_group}
             for part in (group, later):
                 for storage, batches in part.items():
                     for batch in batches:
@@ -299,16 +299,26 @@ class Committer:
             if self._next_group:
                 self._start_group_sync()
 
-    def run_in_thread(self, function: Callable[[], T]) -> asyncio.Future[T]:
-        """Run blocking file work (closing an evicted object, making spares) in a thread."""
-        return asyncio.get_running_loop().run_in_executor(self._executor, function)
+    def run_in_thread(
+        self, function: Callable[[], T], *, failure: str | None = None
+    ) -> asyncio.Future[T]:
+        """Run blocking file work (closing an evicted object, making spares) in a thread.
+
+        ``failure``: what to log if it raises, for work nobody awaits.
+        """
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, function)
+        if failure is not None:
+            fut.add_done_callback(lambda done: _log_failure(done, failure))
+        return fut
 
     async def drain(self) -> None:
         """Commit and sync everything pending now; used at shutdown and eviction."""
         if self._pending or self._first:
             self._flush()
-        while self._in_flight:  # a finished group sync starts the next one, if any
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        # A finished group sync starts the next one, if any.  asyncio.wait, not gather: a
+        # drain that is cancelled must not cancel the sync it was waiting for.
+        while self._group_sync is not None:
+            await asyncio.wait({self._group_sync})
 
     async def close(self) -> None:
         await self.drain()

@@ -22,17 +22,15 @@ import asyncio
 import contextvars
 import inspect
 import logging
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from objectd.errors import (
     DurableObjectAbort,
-    DurableObjectError,
     ObjectResetError,
     OverloadedError,
-    remote_error,
+    as_remote,
 )
 from objectd.ids import DurableObjectId
 from objectd.runtime.committer import Batch
@@ -180,7 +178,7 @@ class ObjectHost:
                 raise error from None
             except Exception as exc:
                 await self._output_gate(storage)
-                raise _as_remote(exc) from None
+                raise as_remote(exc) from None
             await self._output_gate(storage)
             return result
         except asyncio.CancelledError:
@@ -211,8 +209,9 @@ class ObjectHost:
         self._db = db
         spares = self.object_class.spares
         if db.created and spares is not None and spares.needs_refill:
-            refill = self.object_class.committer.run_in_thread(spares.refill)
-            refill.add_done_callback(_log_refill_failure)
+            self.object_class.committer.run_in_thread(
+                spares.refill, failure="could not make spare object files"
+            )
 
     async def _open_in_thread(self) -> None:
         """Open (or create) the file in a worker thread while the loop serves other events.
@@ -263,7 +262,7 @@ class ObjectHost:
         except Exception as exc:
             # The triggering call fails; the next one constructs again (spec §3).
             self.reset(ObjectResetError(str(exc)))
-            raise _as_remote(exc) from None
+            raise as_remote(exc) from None
         finally:
             self.constructing = False
         self.instance = instance
@@ -332,7 +331,7 @@ class ObjectHost:
                 raise ObjectResetError(abort.reason, remote=True) from None
             except Exception as exc:
                 self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
-                raise _as_remote(exc) from None
+                raise as_remote(exc) from None
             finally:
                 gate.unlock()
 
@@ -390,14 +389,14 @@ class ObjectHost:
     def _close_in_thread(self, db: ObjectDatabase) -> None:
         """Close ``db`` off the event loop; activation of this id waits for it."""
         closing = self.object_class.closing
-        fut = self.object_class.committer.run_in_thread(db.close)
+        fut = self.object_class.committer.run_in_thread(
+            db.close, failure=f"object {self.id}: closing its file failed"
+        )
         closing[self.id] = fut
 
         def closed(done: asyncio.Future[None]) -> None:
             if closing.get(self.id) is done:
                 del closing[self.id]
-            if not done.cancelled() and done.exception() is not None:
-                log.error("object %s: closing its file failed: %s", self.id, done.exception())
 
         fut.add_done_callback(closed)
 
@@ -413,26 +412,6 @@ class ObjectHost:
             self._db = None
 
 
-def _log_refill_failure(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("could not make spare object files: %s", done.exception())
-
-
 def _mark_retrieved(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-def _as_remote(exc: BaseException) -> DurableObjectError:
-    """A copy of an exception raised inside an object, as its caller sees it (remote)."""
-    if isinstance(exc, DurableObjectError):
-        copied = exc.__class__.__new__(exc.__class__)
-        copied.args = exc.args
-        copied.__dict__.update(exc.__dict__)
-        copied.remote = True
-        error: DurableObjectError = copied
-    else:
-        bases = tuple(cls.__name__ for cls in type(exc).__mro__[1:])
-        error = remote_error(type(exc).__name__, str(exc), base_names=bases)
-    error.remote_traceback = "".join(traceback.format_exception(exc))  # type: ignore[attr-defined]
-    return error

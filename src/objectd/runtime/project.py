@@ -198,7 +198,7 @@ class Project:
                 spares.reset()
                 spares.refill()
 
-            self.committer.run_in_thread(fill).add_done_callback(_log_spares_failure)
+            self.committer.run_in_thread(fill, failure="could not make spare object files")
 
     async def fetch(self, request: Request) -> Response:
         """Serve one request through the worker's entrypoint."""
@@ -244,11 +244,6 @@ class Project:
         if self.alarms is not None:
             self.alarms.close()  # after the committer: it commits the index's last rows
         await close_client()
-
-
-def _log_spares_failure(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("objectd: could not make spare object files: %s", done.exception())
 
 
 _Entry = Callable[[Request, Env, ExecutionContext], Any]
