@@ -33,6 +33,7 @@ from pathlib import Path
 
 from objectd.errors import StorageError
 from objectd.storage.spares import SpareFiles
+from objectd.storage.syncing import fsync_path
 
 __all__ = ["Backend", "ObjectDatabase", "internal_sql", "template_files"]
 
@@ -239,16 +240,8 @@ class ObjectDatabase:
         os.fdatasync(self._wal_fd)
         if self._needs_full_sync:
             if self._sync_main_file:
-                fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+                fsync_path(self.path)
+            fsync_path(self.path.parent)
             self._needs_full_sync = False  # only once both made it: a failure retries
 
     @property

@@ -22,7 +22,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from objectd.storage.syncing import sync_files
+from objectd.storage.syncing import fsync_path, sync_files
 
 __all__ = ["SpareFiles"]
 
@@ -121,12 +121,8 @@ class _NewSpare:
 
     def sync(self) -> None:
         try:
-            for path in (Path(f"{self.spare}-wal"), self.spare.parent):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            fsync_path(f"{self.spare}-wal")
+            fsync_path(self.spare.parent)
             os.fsync(self._fd)
         finally:
             self.close()

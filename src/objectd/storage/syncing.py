@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-__all__ = ["SyncableFile", "filesystem_sync_available", "sync_files"]
+__all__ = ["SyncableFile", "filesystem_sync_available", "fsync_path", "sync_files"]
 
 
 class SyncableFile(Protocol):
@@ -83,12 +83,12 @@ _syncfs = _load_syncfs()
 # persist anything, so their files are synced one by one.
 _SYNCFS_FILESYSTEMS = frozenset({"ext3", "ext4", "xfs", "btrfs", "f2fs"})
 _lock = threading.Lock()
-_device_checked: dict[int, bool] = {}
-# One descriptor per device, kept for the life of the process and used for nothing
-# but syncfs: the kernel reports a writeback error to each open file once, and only
-# errors after that file was opened, so a fixed descriptor sees every error exactly
-# once; a file's own descriptor might have seen it already, or been opened after it.
-_error_fds: dict[int, int] = {}
+# Per device, None where syncfs is not trusted; otherwise one descriptor, kept for the
+# life of the process and used for nothing but syncfs: the kernel reports a writeback
+# error to each open file once, and only errors after that file was opened, so a fixed
+# descriptor sees every error exactly once; a file's own descriptor might have seen it
+# already, or been opened after it.
+_devices: dict[int, int | None] = {}
 
 
 def filesystem_sync_available() -> bool:
@@ -112,18 +112,22 @@ def _filesystem_type(device: int) -> str | None:
 def _syncfs_fd(device: int, fd: int, *, shared: bool) -> int | None:
     """The descriptor to syncfs ``device`` through, or None to sync file by file."""
     with _lock:
-        usable = _device_checked.get(device)
-        if usable is None:
+        if device not in _devices:
             usable = _filesystem_type(device) in _SYNCFS_FILESYSTEMS
-            _device_checked[device] = usable
-        if not usable:
-            return None
-        if not shared:
-            return fd
-        error_fd = _error_fds.get(device)
-        if error_fd is None:
-            error_fd = _error_fds[device] = os.dup(fd)
-        return error_fd
+            _devices[device] = os.dup(fd) if usable else None
+        error_fd = _devices[device]
+    if error_fd is None:
+        return None
+    return error_fd if shared else fd
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """``fsync`` a file or folder by name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sync_files(files: Sequence[SyncableFile], *, shared: bool = True) -> None:

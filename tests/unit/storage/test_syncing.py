@@ -32,8 +32,7 @@ class FakeFile:
 def test_files_are_grouped_by_filesystem(monkeypatch: pytest.MonkeyPatch) -> None:
     log: list[str] = []
     monkeypatch.setattr(syncing, "_syncfs", lambda fd: log.append(f"syncfs {fd}"))
-    monkeypatch.setattr(syncing, "_device_checked", {1: True, 2: True})
-    monkeypatch.setattr(syncing, "_error_fds", {1: 7})
+    monkeypatch.setattr(syncing, "_devices", {1: 7, 2: 8})
     files = [FakeFile(log, "a", 1), FakeFile(log, "b", 2), FakeFile(log, "c", 1)]
     sync_files(files)
     # Two files on device 1 share one syncfs, through the device's own descriptor (7);
@@ -49,7 +48,7 @@ def test_filesystems_not_known_to_honour_syncfs_sync_file_by_file(
 ) -> None:
     log: list[str] = []
     monkeypatch.setattr(syncing, "_syncfs", lambda fd: log.append(f"syncfs {fd}"))
-    monkeypatch.setattr(syncing, "_device_checked", {})
+    monkeypatch.setattr(syncing, "_devices", {})
     monkeypatch.setattr(syncing, "_filesystem_type", lambda device: "fuse.sshfs")
     sync_files([FakeFile(log, "a", 3), FakeFile(log, "b", 3)])
     assert log == ["sync a", "sync b"]
