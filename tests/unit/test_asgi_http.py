@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from objectd import asgi
+import objectd.asgi.app as asgi_app
 from objectd.asgi import ObjectdApp
 
 WRANGLER = 'name = "app"\nmain = "worker.py"\n'
@@ -98,7 +98,7 @@ def test_get_with_a_body_is_400(tmp_path: Path) -> None:
 
 
 def test_oversized_body_is_413(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(asgi, "MAX_BODY_BYTES", 10)
+    monkeypatch.setattr(asgi_app, "MAX_BODY_BYTES", 10)
     status, _ = call(make_app(tmp_path), [(b"host", b"h")], [b"123456", b"789012"])
     assert status == 413
 

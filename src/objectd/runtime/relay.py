@@ -1,7 +1,7 @@
 """The network side of a WebSocket: how the front relays a client end (spec §8).
 
 A worker answers an upgrade with ``Response(None, status=101, web_socket=client)``.
-The front (``objectd.asgi``) accepts the connection and binds ``client`` to it with
+The front (``objectd.asgi.websocket``) accepts the connection and binds ``client`` to it with
 :func:`relay`: what the server end sends goes out on the wire through the
 :class:`Transport`, and the front reports what arrives on the wire through the
 returned :class:`Relay`.  Messages the server sent before the client end was bound

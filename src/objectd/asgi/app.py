@@ -16,19 +16,18 @@ answer reaches the client as HTTP.  The process that accepted a connection holds
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from objectd.asgi.websocket import Connection
 from objectd.errors import DurableObjectError
 from objectd.fetch import Headers, Request
 from objectd.runtime.committer import Durability
 from objectd.runtime.project import Project
-from objectd.runtime.relay import Relay, relay
+from objectd.runtime.relay import relay
 from objectd.runtime.settings import RuntimeSettings
 
 __all__ = ["ObjectdApp", "app_from_environment"]
@@ -53,8 +52,6 @@ _HANDSHAKE_HEADERS = frozenset(
         b"transfer-encoding",
     }
 )
-# Object events one connection may have queued before it stops reading (back-pressure).
-_MAX_IN_FLIGHT = 32
 # Statuses whose responses have no body, so no Content-Length either (RFC 9110 §8.6).
 _NULL_BODY_STATUSES = frozenset({204, 304})
 # Cloudflare's smallest plan accepts request bodies of up to 100 MB.
@@ -195,7 +192,7 @@ class ObjectdApp:
             request.headers.set("upgrade", "websocket")
             response = await project.fetch(request)
             socket = response.web_socket
-            connection = _Connection(send)
+            connection = Connection(send)
             link = relay(socket, connection) if socket is not None else None
         except Exception:
             log.exception("objectd: uncaught exception in the worker")
@@ -287,101 +284,3 @@ def _accept_message(headers: Headers) -> Message:
     if extra:
         message["headers"] = extra
     return message
-
-
-class _Connection:
-    """One accepted client connection: the network side of a relayed WebSocket.
-
-    Incoming frames go to the object as they arrive (at most ``_MAX_IN_FLIGHT`` events
-    queued, then reading waits).  Outgoing frames are queued without blocking the
-    sender and written in order by a writer task that exists while there is something
-    to write; the connection owns it and ends it when the connection ends.
-    """
-
-    __slots__ = ("_closing", "_done", "_queue", "_send", "_writer")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self._queue: deque[Message] = deque()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False  # a Close frame is queued: nothing more goes out
-        self._done = False  # the connection is over: nothing goes out at all
-
-    # -- Transport (called by the runtime) ------------------------------------------------
-
-    def send_message(self, data: str | bytes) -> None:
-        if self._closing or self._done:
-            return
-        if isinstance(data, str):
-            self._push({"type": "websocket.send", "text": data})
-        else:
-            self._push({"type": "websocket.send", "bytes": data})
-
-    def send_close(self, code: int, reason: str) -> None:
-        if self._closing or self._done:
-            return
-        self._closing = True
-        # 1005 means "no code"; ASGI cannot send an empty Close frame, so say 1000.
-        if code == 1005:
-            code, reason = 1000, ""
-        self._push({"type": "websocket.close", "code": code, "reason": reason})
-
-    def abort(self) -> None:
-        if self._closing or self._done:
-            return
-        self._closing = True
-        self._push({"type": "websocket.close", "code": 1011, "reason": ""})
-
-    # -- pumping -------------------------------------------------------------------------
-
-    def _push(self, message: Message) -> None:
-        self._queue.append(message)
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
-
-    async def _write(self) -> None:
-        queue = self._queue
-        try:
-            while queue and not self._done:
-                await self._send(queue.popleft())
-        except (OSError, RuntimeError):
-            self._done = True  # the client went away while we wrote: nothing more to do
-        finally:
-            if self._done:
-                queue.clear()
-            self._writer = None
-
-    async def run(self, receive: Receive, link: Relay) -> None:
-        """Deliver incoming frames until the connection ends."""
-        pending: deque[asyncio.Task[Any]] = deque()
-        ended = False
-        try:
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.receive":
-                    text = message.get("text")
-                    event = link.message(text if text is not None else message.get("bytes", b""))
-                    if event is not None:
-                        pending.append(event)
-                        while pending and pending[0].done():
-                            pending.popleft()
-                        if len(pending) > _MAX_IN_FLIGHT:
-                            await asyncio.wait({pending.popleft()})
-                elif kind == "websocket.disconnect":
-                    ended = True
-                    self._done = True
-                    code = message.get("code", 1005)
-                    if code == 1006:
-                        link.lost()
-                    else:
-                        link.closed(code, message.get("reason") or "")
-                    return
-        finally:
-            self._done = True
-            if not ended:
-                link.lost()
-            writer = self._writer
-            if writer is not None:
-                await asyncio.wait({writer}, timeout=1.0)
-                writer.cancel()
