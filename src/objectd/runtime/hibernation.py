@@ -173,7 +173,7 @@ class SocketManager:
         except OverloadedError as exc:
             log.warning("object %s: WebSocket %s dropped: %s", self._host.id, name, exc)
             return None
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(functools.partial(_report, self._host.id, name))
         return task
 
     async def _run(self, name: str, args: tuple[Any, ...], instance: Any) -> None:
@@ -207,10 +207,18 @@ def manager_of(host: ObjectHost) -> SocketManager:
     return manager
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    # Failures were logged (or are resets the host reported); nobody awaits these tasks.
-    if not task.cancelled():
-        task.exception()
+def _report(object_id: object, name: str, task: asyncio.Task[Any]) -> None:
+    """Nobody awaits a socket event: log a failure the handler's own logging did not see.
+
+    A handler's exceptions are logged in ``_run`` and resets by the host; what remains
+    failed before the handler ran (the file could not be opened, the constructor
+    raised, the object was overloaded or reset meanwhile).  None is dropped unlogged.
+    """
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, ObjectResetError):
+        log.warning("object %s: the WebSocket %s() event failed: %r", object_id, name, error)
 
 
 def _check_tags(tags: Iterable[str] | None) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from objectd.errors import (
 from objectd.ids import DurableObjectId
 from objectd.runtime.committer import Batch
 from objectd.runtime.gates import InputGate, in_critical_section
+from objectd.runtime.phase import HAS_FILE, HostPhase, advance
 from objectd.runtime.state import DurableObjectState
 from objectd.runtime.storage_api import STORAGE_TIMEOUT, DurableObjectStorage
 from objectd.runtime.watchdog import CpuLimitExceeded
@@ -75,20 +76,20 @@ class ObjectHost:
         self.settings = object_class.settings
         self.clock = self.settings.clock
         self.gate = InputGate()
+        # Where the file and the instance are (runtime.phase): the only record of it.
+        self.phase = HostPhase.COLD
         self.instance: Any = None
         self.state: DurableObjectState | None = None
         self.storage: DurableObjectStorage | None = None
-        self._db: ObjectDatabase | None = None
+        self._db: ObjectDatabase | None = None  # set exactly in HAS_FILE phases
         self._tasks: set[asyncio.Task[Any]] = set()
         self._events: set[_Event] = set()
         self._queued = 0  # events submitted and not finished (the overload bound)
         self._previous_batch: Batch | None = None
-        self._opening: asyncio.Future[ObjectDatabase] | None = None  # see _open_in_thread
+        self._ready: asyncio.Future[None] | None = None  # OPENING: resolved once adopted
         self.activations = 0
         self.idle_since = self.clock.monotonic()
         self.last_touch = self.idle_since
-        # True while the constructor runs (setAlarm is allowed there without alarm()).
-        self.constructing = False
         # Attached by runtime.websockets when the object accepts a socket: it decides
         # whether the object may be evicted and keeps hibernated sockets across it.
         self.websockets: Any = None
@@ -150,15 +151,9 @@ class ObjectHost:
             await self.gate.enter()
             if lifecycle is not None:
                 lifecycle.touch(self)
-            if self.instance is None:
-                pending = self.object_class.closing.get(self.id)
-                if pending is not None and self._db is None:
-                    await asyncio.shield(pending)  # the evicted instance's file is closing
-                if self._db is None and (
-                    self._opening is not None or self.object_class.committer.events_in_flight > 1
-                ):
-                    await self._open_in_thread()
-                if self.instance is None:
+            if self.phase is not HostPhase.LIVE:
+                await self._ensure_open()
+                if self.phase is HostPhase.OPEN:
                     try:
                         self._activate()
                     except CpuLimitExceeded:
@@ -201,50 +196,103 @@ class ObjectHost:
 
     # -- activation and reset ------------------------------------------------------------
 
+    def _advance(self, target: HostPhase) -> None:
+        self.phase = advance(self.phase, target)
+
+    @property
+    def constructing(self) -> bool:
+        """The constructor is running (setAlarm is allowed there without alarm())."""
+        return self.phase is HostPhase.CONSTRUCTING
+
+    async def _ensure_open(self) -> None:
+        """Bring the file to a HAS_FILE phase: the one way an event gets it opened.
+
+        The file is opened at most once, whatever the events in flight: the first event
+        that finds the host COLD opens it (after the previous instance's file finished
+        closing), every later one waits in OPENING for that same open, and nothing else
+        opens it.  A lone event opens inline (a thread hop would only add latency);
+        with other events in flight the open runs in a worker thread, because creating
+        files waits for the filesystem's journal, which other objects' syncs keep busy.
+        SQLite never waits for a lock here (``busy_timeout`` is 0): if another
+        connection holds the file, the open fails at once instead of stalling the loop.
+        """
+        while self.phase not in HAS_FILE:
+            if self.phase is HostPhase.OPENING:
+                assert self._ready is not None
+                await asyncio.shield(self._ready)  # raises the open's failure
+                continue
+            closing = self.object_class.closing
+            pending = closing.get(self.id)
+            if pending is not None:  # the evicted instance's file is still closing
+                await asyncio.wait({pending})
+                if closing.get(self.id) is pending:
+                    del closing[self.id]
+                continue
+            if self.object_class.committer.events_in_flight > 1:
+                self._open_in_thread()
+                continue
+            db = self._open_database()
+            self._advance(HostPhase.OPEN)
+            self._database_opened(db)
+
     def _open_database(self) -> ObjectDatabase:
         oc = self.object_class
         return ObjectDatabase(oc.object_path(self.id), backend=oc.backend, spares=oc.spares)
 
     def _database_opened(self, db: ObjectDatabase) -> None:
         self._db = db
+        # Tracked from the moment the file is open, not from construction: a host whose
+        # constructor failed (or whose events were reset) holds the file too, and must
+        # be evicted like any other idle one.
+        lifecycle = self.object_class.lifecycle
+        if lifecycle is not None:
+            lifecycle.activated(self)
         spares = self.object_class.spares
         if db.created and spares is not None and spares.needs_refill:
             self.object_class.committer.run_in_thread(
                 spares.refill, failure="could not make spare object files"
             )
 
-    async def _open_in_thread(self) -> None:
-        """Open (or create) the file in a worker thread while the loop serves other events.
+    def _open_in_thread(self) -> None:
+        """COLD -> OPENING: open the file in a worker thread; ``_ready`` says when it is in.
 
-        Opening a new object creates files, and file creation waits for the
-        filesystem's journal, which other objects' syncs keep busy: done on the loop,
-        a burst of new objects stalled every request.  A lone event opens inline
-        instead (a thread hop would only add latency).  Events of this object that
-        arrive meanwhile wait for the same open; the file is adopted when the thread
-        returns even if the event that asked for it is gone, and eviction waits for it.
+        The thread's connection is adopted by :meth:`_opened` before ``_ready`` resolves,
+        so a waiter that wakes always finds the host OPEN (or COLD, with the error).  It
+        is adopted even if every event that asked for it is gone; eviction waits for it.
         """
-        opening = self._opening
-        if opening is None:
-            opening = self.object_class.committer.run_in_thread(self._open_database)
-            self._opening = opening
-            opening.add_done_callback(self._opened)
-        await asyncio.shield(opening)
+        self._advance(HostPhase.OPENING)
+        self._ready = asyncio.get_running_loop().create_future()
+        opening = self.object_class.committer.run_in_thread(self._open_database)
+        opening.add_done_callback(self._opened)
 
     def _opened(self, opening: asyncio.Future[ObjectDatabase]) -> None:
-        self._opening = None
-        if opening.cancelled() or opening.exception() is not None:
+        ready, self._ready = self._ready, None
+        assert ready is not None
+        error = None if opening.cancelled() else opening.exception()
+        if opening.cancelled() or error is not None:
+            self._advance(HostPhase.COLD)
+            log.error(
+                "object %s of %s: opening its file failed: %r",
+                self.id,
+                self.object_class.name,
+                error,
+            )
+            ready.set_exception(error or asyncio.CancelledError())
+            ready.add_done_callback(_mark_retrieved)  # logged above; waiters get it too
             return
         db = opening.result()
-        if self._tasks:
+        if any(event.reset_error is None for event in self._events):
+            self._advance(HostPhase.OPEN)
             self._database_opened(db)
-        else:  # every event that wanted it was reset meanwhile: nobody would close it
+        else:  # every event that wanted it was reset meanwhile: nobody would use it
+            self._advance(HostPhase.COLD)
             self._close_in_thread(db)
+        ready.set_result(None)
 
     def _activate(self) -> None:
         oc = self.object_class
-        if self._db is None:
-            self._database_opened(self._open_database())
         assert self._db is not None
+        self._advance(HostPhase.CONSTRUCTING)
         self.storage = DurableObjectStorage(self._db, oc.committer, self)
         self.state = DurableObjectState(self)
         self.activations += 1
@@ -253,7 +301,6 @@ class ObjectHost:
         # Set before __init__ runs, so a subclass that forgets super().__init__ still works.
         instance.ctx = self.state
         instance.env = oc.env
-        self.constructing = True
         try:
             instance.__init__(self.state, oc.env)
         except DurableObjectAbort as abort:
@@ -263,11 +310,8 @@ class ObjectHost:
             # The triggering call fails; the next one constructs again (spec §3).
             self.reset(ObjectResetError(str(exc)))
             raise as_remote(exc) from None
-        finally:
-            self.constructing = False
         self.instance = instance
-        if oc.lifecycle is not None:
-            oc.lifecycle.activated(self)
+        self._advance(HostPhase.LIVE)
 
     def _drop_instance(self, error: BaseException | None = None) -> None:
         """Forget the instance and its storage view; the open batch (if any) is discarded."""
@@ -279,6 +323,8 @@ class ObjectHost:
         self.state = None
         self.storage = None
         self.gate = InputGate()
+        if self.phase in (HostPhase.CONSTRUCTING, HostPhase.LIVE):
+            self._advance(HostPhase.OPEN)
 
     def reset(self, error: BaseException) -> None:
         """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
@@ -357,11 +403,12 @@ class ObjectHost:
 
     @property
     def live(self) -> bool:
-        return self.instance is not None or self._db is not None
+        """The file is open or being opened: nothing else in this process may touch it."""
+        return self.phase is not HostPhase.COLD
 
     def can_evict(self) -> bool:
         """No work in progress, every write durable, and no socket pins the instance."""
-        if self._tasks or self._opening is not None:
+        if self._tasks or self.phase is HostPhase.OPENING:
             return False
         if self.storage is not None and not self.storage.quiescent:
             return False
@@ -380,6 +427,7 @@ class ObjectHost:
         if self._db is not None:
             self._close_in_thread(self._db)
             self._db = None
+            self._advance(HostPhase.COLD)
         if self.object_class.lifecycle is not None:
             self.object_class.lifecycle.forget(self)
         keep = self.websockets is not None and self.websockets.holds_sockets()
@@ -404,14 +452,16 @@ class ObjectHost:
         """Let running work finish, then close the database (its writes are committed)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._opening is not None:  # adopted by _opened, then closed below
-            await asyncio.gather(self._opening, return_exceptions=True)
+        if self._ready is not None:  # adopted by _opened, then closed below
+            await asyncio.gather(self._ready, return_exceptions=True)
         await self.object_class.committer.drain()
+        self._drop_instance()
         if self._db is not None:
             self._db.close()
             self._db = None
+            self._advance(HostPhase.COLD)
 
 
-def _mark_retrieved(task: asyncio.Task[Any]) -> None:
+def _mark_retrieved(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()

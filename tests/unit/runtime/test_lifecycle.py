@@ -14,6 +14,7 @@ from objectd.runtime.clock import FakeClock
 from objectd.runtime.committer import Committer
 from objectd.runtime.host import ObjectHost
 from objectd.runtime.objects import DurableObject
+from objectd.runtime.phase import HostPhase
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.watchdog import CpuWatchdog
 
@@ -238,11 +239,11 @@ def test_016_concurrent_first_events_open_the_file_once_off_the_loop(tmp_path: P
         calls = [ns.get_by_name("new").bump() for _ in range(10)]
         host: ObjectHost = ns._class.hosts[ns.get_by_name("new").id]
         await asyncio.sleep(0)
-        assert host._opening is not None  # ten events in flight: the file opens in a thread
+        assert host.phase is HostPhase.OPENING  # ten events in flight: opens in a thread
         assert not host.can_evict()  # and the host stays until it is adopted
         assert sorted(await asyncio.gather(*calls)) == list(range(1, 11))
         assert Counted.constructed == 1 and host.activations == 1
-        assert host._opening is None
+        assert host.phase is HostPhase.LIVE
 
     asyncio.run(main())
 
@@ -254,14 +255,53 @@ def test_a_file_opened_for_events_that_were_reset_is_closed(tmp_path: Path) -> N
         calls = [stub.bump() for _ in range(3)]
         host: ObjectHost = ns._class.hosts[stub.id]
         await asyncio.sleep(0)
-        opening = host._opening
-        assert opening is not None
+        opening = host._ready
+        assert host.phase is HostPhase.OPENING and opening is not None
         host.reset(ObjectResetError("reset while the file opens"))
         results = await asyncio.gather(*calls, return_exceptions=True)
         assert all(isinstance(r, ObjectResetError) for r in results)
         await asyncio.gather(opening, return_exceptions=True)
         await asyncio.sleep(0)
-        assert host._db is None  # not adopted by a host nobody is using: closed instead
+        # Not adopted by a host nobody is using: closed instead.
+        assert host.phase is HostPhase.COLD and host._db is None
         assert await ns.get_by_name("gone").bump() == 1  # and the object opens again
+
+    asyncio.run(main())
+
+
+def test_016_110_events_arriving_while_the_file_opens_never_open_it_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event arriving on every loop turn while the file opens in a thread (issue 9 §1).
+
+    One that arrived after the thread returned but before its connection was adopted used
+    to open the file a second time on the loop.
+    """
+    opened: list[Path] = []
+    real_open = ObjectHost._open_database
+
+    def counting_open(host: ObjectHost) -> Any:
+        db = real_open(host)
+        opened.append(db.path)
+        return db
+
+    monkeypatch.setattr(ObjectHost, "_open_database", counting_open)
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Counted)
+        for round_ in range(20):
+            stub = ns.get_by_name(f"new{round_}")
+            # Four in flight: the open goes to a thread.
+            calls = [asyncio.ensure_future(stub.bump()) for _ in range(4)]
+            host: ObjectHost = ns._class.hosts[stub.id]
+            for _ in range(10_000):  # one more event every loop turn until it is live
+                calls.append(asyncio.ensure_future(stub.bump()))
+                await asyncio.sleep(0)
+                if host.instance is not None:
+                    break
+                await asyncio.sleep(0)
+            values = await asyncio.gather(*calls)
+            assert sorted(values) == list(range(1, len(values) + 1))
+        assert len(opened) == len(set(opened)) == 20
 
     asyncio.run(main())
