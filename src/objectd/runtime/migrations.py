@@ -51,6 +51,7 @@ from objectd.config import Migration, ProjectConfig
 from objectd.errors import MigrationError
 from objectd.ids import new_namespace_secret
 from objectd.storage.database import Backend
+from objectd.storage.syncing import fsync_path
 
 __all__ = ["METADATA_NAME", "ClassState", "apply_migrations"]
 
@@ -411,11 +412,7 @@ def _script_name(config: ProjectConfig, name: str, key: str) -> str:
 def _sync_dir(path: Path) -> None:
     """Make renames, creations and removals in ``path`` durable (POSIX; a no-op elsewhere)."""
     if os.name == "posix":
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(path)
 
 
 def _create_metadata(path: Path) -> None:

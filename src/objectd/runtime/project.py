@@ -12,6 +12,8 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import os
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -136,6 +138,7 @@ class Project:
         module = load_module(config.main)
         exported = {name: value for name, value in vars(module).items() if isinstance(value, type)}
         states = apply_migrations(config, exported, root)
+        _make_private(root)
         committer = Committer(durability=durability)
         # <root>/<script>/: the folder apply_migrations created for this script.
         spares = SpareFiles(root / config.name / SPARES_FOLDER, template_files())
@@ -276,3 +279,14 @@ def _find_entrypoint(module: ModuleType, config: ProjectConfig) -> _Entry:
         f"{config.main}: no entrypoint: define `class Default(WorkerEntrypoint)` with "
         "`async def fetch(self, request)`, or a module-level `on_fetch(request, env, ctx)`"
     )
+
+
+def _make_private(root: Path) -> None:
+    """The data folder is the server user's alone: it holds every object's data and the
+    namespace secrets that ids are derived from (each secret file is 0600 too)."""
+    try:
+        mode = root.stat().st_mode
+    except FileNotFoundError:
+        return  # nothing stored yet (a project without migrations)
+    if stat.S_IMODE(mode) & 0o077:
+        os.chmod(root, 0o700)

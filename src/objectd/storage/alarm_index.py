@@ -29,6 +29,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from objectd.storage.syncing import fsync_path
+
 __all__ = ["ALARM_INDEX_NAME", "ALARM_META_KEY", "AlarmIndex", "IndexRow", "read_object_alarm"]
 
 ALARM_INDEX_NAME = "alarms.sqlite"
@@ -62,6 +64,9 @@ class AlarmIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._wal_fd = -1
+        # Kept open until close(): closing any descriptor of the file would drop the
+        # POSIX locks SQLite holds on it (see ObjectDatabase).
+        self._main_fd = os.open(path, os.O_RDONLY) if created else -1
         self._needs_full_sync = created
         self._urgent = False
         self._on_dirty: Callable[[], None] | None = None
@@ -73,6 +78,7 @@ class AlarmIndex:
             self._wal_fd = os.open(f"{path}-wal", os.O_RDWR | os.O_CREAT, 0o644)
         except BaseException:
             self._conn.close()
+            self._close_descriptors()
             raise
 
     def set_dirty_listener(self, listener: Callable[[], None] | None) -> None:
@@ -137,22 +143,22 @@ class AlarmIndex:
     def _sync(self) -> None:
         os.fdatasync(self._wal_fd)
         if self._needs_full_sync:
-            self._needs_full_sync = False
-            for target in (self.path, self.path.parent):
-                fd = os.open(target, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            os.fsync(self._main_fd)
+            fsync_path(self.path.parent)
+            self._needs_full_sync = False  # only once both made it: a failure retries
 
     def close(self) -> None:
         try:
             self.commit(sync=True)
         finally:
             self._conn.close()
-            if self._wal_fd >= 0:
-                os.close(self._wal_fd)
-                self._wal_fd = -1
+            self._close_descriptors()
+
+    def _close_descriptors(self) -> None:
+        for fd in (self._wal_fd, self._main_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._wal_fd = self._main_fd = -1
 
 
 def read_object_alarm(path: Path) -> int | None:
@@ -166,7 +172,9 @@ def read_object_alarm(path: Path) -> int | None:
     if not path.exists():
         return None
     uri = path.resolve().as_uri() + "?mode=rw"  # never creates a missing file
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    # timeout=0: called on the event loop, so never wait for a lock (the caller then
+    # asks the object itself).
+    conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
     try:
         row = conn.execute(
             "SELECT value FROM _cf_METADATA WHERE key = ?", (ALARM_META_KEY,)

@@ -151,14 +151,22 @@ class ObjectDatabase:
             if not taken:
                 _create_from_template(path)
         self.created = created
+        # timeout=0: SQLite never waits for a lock.  This connection is meant to be the
+        # file's only one; if another holds it (a second process, a routing bug), opening
+        # fails at once with "database is locked" instead of sleeping in SQLite's busy
+        # handler, which would stall the event loop it runs on.
         self.conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, cached_statements=256
+            path, timeout=0, isolation_level=None, check_same_thread=False, cached_statements=256
         )
         self._wal_fd = -1
         # A new file's folder entries (and, unless it was a synced spare, its contents)
         # must reach the disk with its first sync.
         self._needs_full_sync = created or unclean
-        self._sync_main_file = (created and not taken) or unclean
+        # The main file is synced through a descriptor kept open until close(), never one
+        # opened and closed for the sync: POSIX record locks belong to the process, and
+        # closing *any* descriptor of the file drops the lock SQLite holds on it, which
+        # would let another process write a live object's file.
+        self._main_fd = os.open(path, os.O_RDONLY) if (created and not taken) or unclean else -1
         try:
             # One live instance per object: this connection is the file's only user, so
             # it holds the lock for its lifetime and keeps the WAL index in its own memory
@@ -181,8 +189,7 @@ class ObjectDatabase:
             self.device = os.fstat(self._wal_fd).st_dev
         except BaseException:
             self.conn.close()
-            if self._wal_fd >= 0:
-                os.close(self._wal_fd)
+            self._close_descriptors()
             raise
 
     # -- the implicit batch -------------------------------------------------------------
@@ -239,8 +246,8 @@ class ObjectDatabase:
         """Make every committed batch durable. Thread-safe: touches file descriptors only."""
         os.fdatasync(self._wal_fd)
         if self._needs_full_sync:
-            if self._sync_main_file:
-                fsync_path(self.path)
+            if self._main_fd >= 0:
+                os.fsync(self._main_fd)
             fsync_path(self.path.parent)
             self._needs_full_sync = False  # only once both made it: a failure retries
 
@@ -322,6 +329,11 @@ class ObjectDatabase:
                 self.conn.execute(internal_sql("ROLLBACK"))
         finally:
             self.conn.close()
-            if self._wal_fd >= 0:
-                os.close(self._wal_fd)
-                self._wal_fd = -1
+            self._close_descriptors()
+
+    def _close_descriptors(self) -> None:
+        """Close our own descriptors of the files, after SQLite's connection is closed."""
+        for fd in (self._wal_fd, self._main_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._wal_fd = self._main_fd = -1

@@ -52,7 +52,7 @@ def test_a_new_object_takes_a_spare_and_keeps_its_data(tmp_path: Path) -> None:
     path = tmp_path / "script" / "Counter" / "obj.sqlite"
     path.parent.mkdir(parents=True)
     db = ObjectDatabase(path, backend=Backend.SQLITE, spares=pool)
-    assert db.created and not db._sync_main_file  # the spare's contents were synced
+    assert db.created and db._main_fd < 0  # the spare's contents were synced
     db.begin_write()
     db.conn.execute(internal_sql("INSERT INTO _cf_KV VALUES (?, ?)"), (b"k", b"\x01"))
     db.commit()

@@ -118,7 +118,7 @@ def test_a_file_left_by_a_crash_gets_a_full_first_sync(tmp_path: Path) -> None:
     reopened = ObjectDatabase(tmp_path / "crashed.sqlite", backend=Backend.KV)
     try:
         assert not reopened.created
-        assert reopened._needs_full_sync and reopened._sync_main_file
+        assert reopened._needs_full_sync and reopened._main_fd >= 0
         assert reopened.conn.execute(internal_sql("SELECT value FROM _cf_KV")).fetchone() == (
             b"\x05",
         )
