@@ -257,8 +257,9 @@ class ObjectHost:
         """COLD -> OPENING: open the file in a worker thread; ``_ready`` says when it is in.
 
         The thread's connection is adopted by :meth:`_opened` before ``_ready`` resolves,
-        so a waiter that wakes always finds the host OPEN (or COLD, with the error).  It
-        is adopted even if every event that asked for it is gone; eviction waits for it.
+        so a waiter that wakes always finds the host OPEN (or COLD, with the error).
+        Eviction waits for it; if every event that asked for it was reset meanwhile, the
+        connection is closed again instead of adopted.
         """
         self._advance(HostPhase.OPENING)
         self._ready = asyncio.get_running_loop().create_future()
@@ -277,8 +278,11 @@ class ObjectHost:
                 self.object_class.name,
                 error,
             )
-            ready.set_exception(error or asyncio.CancelledError())
-            ready.add_done_callback(_mark_retrieved)  # logged above; waiters get it too
+            if error is None:
+                ready.cancel()  # the executor was shut down
+            else:
+                ready.set_exception(error)
+                ready.add_done_callback(_mark_retrieved)  # logged above; waiters get it too
             return
         db = opening.result()
         if any(event.reset_error is None for event in self._events):
