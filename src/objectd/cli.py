@@ -71,6 +71,21 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             help="Seconds an idle object stays in memory before it is evicted (hibernated; "
             "its hibernatable WebSockets stay open) [default: 10].",
         ),
+        # WebSockets
+        click.option(
+            "--ws-ping-interval",
+            type=click.FloatRange(min=0),
+            default=20.0,
+            show_default=True,
+            help="Seconds between keepalive pings to each WebSocket peer (0: none).",
+        ),
+        click.option(
+            "--ws-ping-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=20.0,
+            show_default=True,
+            help="Seconds a WebSocket peer has to answer a ping before it is dropped.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -95,6 +110,8 @@ def dev(
     log_level: str,
     access_log: bool,
     idle_timeout: float | None,
+    ws_ping_interval: float,
+    ws_ping_timeout: float,
 ) -> None:
     """Serve DIRECTORY for development, reloading when its code or config changes."""
     directory = directory.resolve()
@@ -105,6 +122,8 @@ def dev(
         port,
         log_level,
         access_log,
+        ws_ping_interval=ws_ping_interval or None,
+        ws_ping_timeout=ws_ping_timeout,
         factory=True,
         reload=True,
         reload_dirs=[str(directory)],
@@ -139,6 +158,8 @@ def serve(
     log_level: str,
     access_log: bool,
     idle_timeout: float | None,
+    ws_ping_interval: float,
+    ws_ping_timeout: float,
 ) -> None:
     """Serve DIRECTORY in production (no reloading)."""
     directory = directory.resolve()
@@ -150,7 +171,15 @@ def serve(
         environment=environment,
         settings=RuntimeSettings(idle_timeout_s=idle_timeout) if idle_timeout else None,
     )
-    config = _uvicorn_config(app, host, port, log_level, access_log)
+    config = _uvicorn_config(
+        app,
+        host,
+        port,
+        log_level,
+        access_log,
+        ws_ping_interval=ws_ping_interval or None,
+        ws_ping_timeout=ws_ping_timeout,
+    )
     sock = _listen(config)
     app.announce = _url(host, sock.getsockname()[1])
     server = uvicorn.Server(config)
