@@ -14,7 +14,7 @@ from typing import Any
 
 from objectd.runtime.relay import Relay
 
-__all__ = ["Connection"]
+__all__ = ["EXTENSION", "Connection"]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -22,6 +22,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 # Object events one connection may have queued before it stops reading (back-pressure).
 _MAX_IN_FLIGHT = 32
+# The scope extension through which the server shows its transport's send buffer.
+EXTENSION = "objectd.websocket"
 
 
 class Connection:
