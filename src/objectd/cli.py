@@ -22,6 +22,7 @@ import uvicorn
 
 from objectd import __version__
 from objectd.asgi import ObjectdApp
+from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.config import find_config
 from objectd.errors import ConfigError
 from objectd.runtime.committer import Durability
@@ -72,6 +73,14 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
         ),
         # WebSockets
         click.option(
+            "--ws-send-buffer",
+            type=click.IntRange(min=1),
+            default=DEFAULT_SEND_BUFFER,
+            show_default=True,
+            help="Bytes buffered for one WebSocket peer, at most (plus one message); a peer "
+            "further behind is closed with 1008.",
+        ),
+        click.option(
             "--ws-ping-interval",
             type=click.FloatRange(min=0),
             default=20.0,
@@ -110,6 +119,7 @@ def dev(
     log_level: str,
     access_log: bool,
     idle_timeout: float | None,
+    ws_send_buffer: int,
     ws_ping_interval: float,
     ws_ping_timeout: float,
 ) -> None:
@@ -139,6 +149,7 @@ def dev(
         OBJECTD_ENV=environment or "",
         OBJECTD_ANNOUNCE=url,
         OBJECTD_IDLE_TIMEOUT=str(idle_timeout or ""),
+        OBJECTD_WS_SEND_BUFFER=str(ws_send_buffer),
     )
     from uvicorn.supervisors import ChangeReload
 
@@ -158,6 +169,7 @@ def serve(
     log_level: str,
     access_log: bool,
     idle_timeout: float | None,
+    ws_send_buffer: int,
     ws_ping_interval: float,
     ws_ping_timeout: float,
 ) -> None:
@@ -170,6 +182,7 @@ def serve(
         durability=Durability(durability),
         environment=environment,
         settings=RuntimeSettings(idle_timeout_s=idle_timeout) if idle_timeout else None,
+        ws_send_buffer=ws_send_buffer,
     )
     config = _uvicorn_config(
         app,

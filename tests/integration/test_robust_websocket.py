@@ -1,7 +1,9 @@
 """WebSocket peers that do not read, against a real ``objectd serve`` (issue 9, point 4).
 
-A peer that does not read must not make the server buffer without bound, and a reader
-at an ordinary pace is never dropped, keepalive pings included.
+A peer that stops reading must not make the server buffer without bound: past the
+send buffer (``--ws-send-buffer``) it is closed with 1008, its object sees the close,
+and a peer that does not read the Close either is dropped after ``--ws-ping-timeout``.
+A reader at an ordinary pace is never dropped, keepalive pings included.
 
 The non-reading peers are raw sockets with a tiny receive buffer and a hand-made
 handshake, so nothing on the client side drains the server.  Every test is bounded by
@@ -16,6 +18,9 @@ import contextlib
 import os
 import shutil
 import socket
+import struct
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +28,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import Server
+from conftest import Server, wait_until
 from websockets.asyncio.client import ClientConnection, connect
 
 FLOOD_APP = Path(__file__).resolve().parent / "apps" / "flood"
 MiB = 1024 * 1024
+OVERFLOW_CODE = 1008
 
 
 @pytest.fixture
@@ -58,10 +64,24 @@ def rss(server: Server) -> int:
     raise AssertionError("no VmRSS")
 
 
+def open_sockets(server: Server) -> int:
+    assert server.proc is not None
+    fds = Path(f"/proc/{server.proc.pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # gone while we looked
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
 def state(server: Server, room: str) -> Any:
     response = httpx.get(f"{server.url}/state/{room}", timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def overflow_closes(server: Server, room: str) -> list[Any]:
+    return [c for c in state(server, room)["closes"] if c[0] == OVERFLOW_CODE]
 
 
 def no_traceback(server: Server) -> None:
@@ -103,12 +123,174 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
 
 
+def read_until_close(sock: socket.socket) -> tuple[int, int | None]:
+    """Read frames until a Close frame or the end: (data frames seen, close code or None)."""
+    buffer = bytearray()
+    frames = 0
+
+    def need(n: int) -> bool:
+        while len(buffer) < n:
+            try:
+                chunk = sock.recv(1 << 20)
+            except (ConnectionResetError, TimeoutError):
+                return False
+            if not chunk:
+                return False
+            buffer.extend(chunk)
+        return True
+
+    while need(2):
+        opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
+        start = 2
+        if length == 126:
+            if not need(4):
+                break
+            (length,) = struct.unpack("!H", buffer[2:4])
+            start = 4
+        elif length == 127:
+            if not need(10):
+                break
+            (length,) = struct.unpack("!Q", buffer[2:10])
+            start = 10
+        if not need(start + length):
+            break
+        payload = bytes(buffer[start : start + length])
+        del buffer[: start + length]
+        if opcode == 0x8:
+            return frames, struct.unpack("!H", payload[:2])[0] if payload else 1005
+        frames += 1
+    return frames, None
+
+
 def sequence(frame: str | bytes) -> int:
     assert isinstance(frame, bytes)
     return int.from_bytes(frame[:8], "big")
 
 
-# -- the protocol: pongs under back-pressure ------------------------------------------------
+async def blast(reader: ClientConnection, count: int, size: int = MiB) -> None:
+    """Ask for ``count`` frames of ``size`` bytes, one at a time: the reader reads each
+    before asking for the next (an ordinary pace)."""
+    for _ in range(count):
+        await reader.send(f"blast 1 {size}")
+        await asyncio.wait_for(reader.recv(), 10)
+
+
+# -- point 4: bounded send buffers -----------------------------------------------------------
+
+
+def test_readers_that_stop_reading_are_closed_and_memory_stays_bounded(flood: Server) -> None:
+    """1 MiB frames to a room with four peers that never read: without a bound the server
+    holds every frame for them (~96 MiB, the frames being shared by the five sockets'
+    queues); with it they are closed with 1008, the object sees each close, and the peer
+    that reads gets every frame."""
+    slow = [raw_connect(flood, "/ws/big") for _ in range(4)]
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/big"), max_size=None) as reader:
+            assert state(flood, "big")["sockets"] == 5
+            await blast(reader, 2)  # warm up: the first frames' buffers are allocated
+            before = peak = rss(flood)
+            for n in range(96):
+                await reader.send(f"blast 1 {MiB}")
+                frame = await asyncio.wait_for(reader.recv(), 10)
+                assert sequence(frame) == n + 2  # every frame, in order
+                peak = max(peak, rss(flood))
+            grown = peak - before
+            print(f"RSS {before / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB (+{grown / MiB:.1f})")
+            assert grown < 32 * MiB  # unbounded: +96 MiB
+            wait_until(lambda: len(overflow_closes(flood, "big")) == 4)
+            closes = overflow_closes(flood, "big")
+            assert all(not clean and "send buffer" in reason for _, reason, clean in closes)
+            assert state(flood, "big")["sockets"] == 1
+            await reader.send(f"blast 1 {MiB}")  # the reader is still served
+            assert sequence(await asyncio.wait_for(reader.recv(), 10)) == 98
+
+    run(main)
+    for sock in slow:  # each slow peer finds a Close frame after what was buffered for it
+        frames, code = read_until_close(sock)
+        assert code == OVERFLOW_CODE, (frames, code)
+        assert frames < 98
+        sock.close()
+    no_traceback(flood)
+
+
+@pytest.mark.parametrize("flood", [("--ws-ping-timeout", "0.5")], indirect=True)
+def test_a_peer_that_does_not_read_the_close_is_dropped(flood: Server) -> None:
+    before = open_sockets(flood)
+    slow = raw_connect(flood, "/ws/deaf")
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/deaf"), max_size=None) as reader:
+            await blast(reader, 24)
+            wait_until(lambda: len(overflow_closes(flood, "deaf")) == 1)
+            # The slow peer never reads its Close: it is dropped, its descriptor freed.
+            wait_until(lambda: open_sockets(flood) == before + 1, timeout=15)  # the reader
+
+    try:
+        run(main)
+    finally:
+        slow.close()
+    no_traceback(flood)
+
+
+@pytest.mark.parametrize("flood", [("--ws-send-buffer", str(MiB))], indirect=True)
+def test_ws_send_buffer_sets_the_bound(flood: Server) -> None:
+    slow = raw_connect(flood, "/ws/small")
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/small"), max_size=None) as reader:
+            # 7 MiB: past 1 MiB plus what the kernel buffers (at most 4 MiB), not past 4 + 4.
+            await blast(reader, 28, size=256 * 1024)
+            wait_until(lambda: len(overflow_closes(flood, "small")) == 1)
+
+    run(main)
+    frames, code = read_until_close(slow)
+    slow.close()
+    assert code == OVERFLOW_CODE
+    assert frames < 28
+
+
+def test_ping_auto_response_goes_through_the_bound(flood: Server) -> None:
+    """200,000 ``ping`` messages from a peer that never reads the answers (issue 9: +155 MB
+    for 2 M): they fill its send buffer, and the peer is closed like any other.
+
+    The answer is 2,048 bytes (the largest allowed), not ``pong``: the kernel's socket
+    buffer alone takes some 700,000 ``pong``s before anything waits in the server."""
+    sock = raw_connect(flood, "/ws/pings?pong=2048")
+    before = rss(flood)
+    ping = client_frame(0x1, b"ping")
+    stop = threading.Event()
+
+    def flood_pings() -> None:
+        burst = ping * 1000
+        try:
+            for _ in range(200):
+                if stop.is_set():
+                    return
+                sock.sendall(burst)
+        except OSError:
+            return  # closed by the server: enough
+
+    sender = threading.Thread(target=flood_pings, daemon=True)
+    sender.start()
+    peak = before
+    deadline = time.monotonic() + 30
+    while sender.is_alive() and time.monotonic() < deadline:
+        peak = max(peak, rss(flood))
+        if overflow_closes(flood, "pings"):
+            break
+        time.sleep(0.05)
+    wait_until(lambda: len(overflow_closes(flood, "pings")) == 1, timeout=15)
+    stop.set()
+    sender.join(10)
+    peak = max(peak, rss(flood))
+    print(f"RSS {before / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB (+{(peak - before) / MiB:.1f})")
+    assert peak - before < 24 * MiB
+    frames, code = read_until_close(sock)
+    sock.close()
+    assert code == OVERFLOW_CODE, (frames, code)
+    assert state(flood, "pings")["sockets"] == 0
+    no_traceback(flood)
 
 
 def test_protocol_pings_without_reading_the_pongs_stop_being_read(flood: Server) -> None:
