@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import uvicorn
 
 from objectd import __version__
 from objectd.asgi import ObjectdApp
+from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.config import find_config
 from objectd.errors import ConfigError
 from objectd.runtime.committer import Durability
@@ -71,6 +71,30 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             help="Seconds an idle object stays in memory before it is evicted (hibernated; "
             "its hibernatable WebSockets stay open) [default: 10].",
         ),
+        # WebSockets
+        click.option(
+            "--ws-send-buffer",
+            type=click.IntRange(min=1),
+            default=DEFAULT_SEND_BUFFER,
+            show_default=True,
+            help="Bytes buffered for one WebSocket peer, at most (plus one message); a peer "
+            "further behind is closed with 1008.",
+        ),
+        click.option(
+            "--ws-ping-interval",
+            type=click.FloatRange(min=0),
+            default=20.0,
+            show_default=True,
+            help="Seconds between keepalive pings to each WebSocket peer (0: none).",
+        ),
+        click.option(
+            "--ws-ping-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=20.0,
+            show_default=True,
+            help="Seconds a WebSocket peer has to answer a ping or our Close (or to read what "
+            "is left once closed) before it is dropped.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -95,6 +119,9 @@ def dev(
     log_level: str,
     access_log: bool,
     idle_timeout: float | None,
+    ws_send_buffer: int,
+    ws_ping_interval: float,
+    ws_ping_timeout: float,
 ) -> None:
     """Serve DIRECTORY for development, reloading when its code or config changes."""
     directory = directory.resolve()
@@ -105,6 +132,8 @@ def dev(
         port,
         log_level,
         access_log,
+        ws_ping_interval=ws_ping_interval or None,
+        ws_ping_timeout=ws_ping_timeout,
         factory=True,
         reload=True,
         reload_dirs=[str(directory)],
@@ -120,6 +149,7 @@ def dev(
         OBJECTD_ENV=environment or "",
         OBJECTD_ANNOUNCE=url,
         OBJECTD_IDLE_TIMEOUT=str(idle_timeout or ""),
+        OBJECTD_WS_SEND_BUFFER=str(ws_send_buffer),
     )
     from uvicorn.supervisors import ChangeReload
 
@@ -139,6 +169,9 @@ def serve(
     log_level: str,
     access_log: bool,
     idle_timeout: float | None,
+    ws_send_buffer: int,
+    ws_ping_interval: float,
+    ws_ping_timeout: float,
 ) -> None:
     """Serve DIRECTORY in production (no reloading)."""
     directory = directory.resolve()
@@ -149,8 +182,17 @@ def serve(
         durability=Durability(durability),
         environment=environment,
         settings=RuntimeSettings(idle_timeout_s=idle_timeout) if idle_timeout else None,
+        ws_send_buffer=ws_send_buffer,
     )
-    config = _uvicorn_config(app, host, port, log_level, access_log)
+    config = _uvicorn_config(
+        app,
+        host,
+        port,
+        log_level,
+        access_log,
+        ws_ping_interval=ws_ping_interval or None,
+        ws_ping_timeout=ws_ping_timeout,
+    )
     sock = _listen(config)
     app.announce = _url(host, sock.getsockname()[1])
     server = uvicorn.Server(config)
@@ -174,16 +216,15 @@ def _uvicorn_config(
     app: Any, host: str, port: int, log_level: str, access_log: bool, **extra: Any
 ) -> uvicorn.Config:
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    # uvicorn's `websockets` protocol is chosen on purpose: it tells a peer's Close frame from
-    # a lost connection (1006), which WebSocket close events need.
-    warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
-        ws="websockets",
+        # uvicorn's maintained sans-I/O implementation, with objectd's close codes and bounds
+        # (a name, not the class: `objectd dev` hands the config to a reloaded process).
+        ws="objectd.asgi.ws_protocol:WebSocketProtocol",
         lifespan="on",
         log_level=log_level,
         access_log=access_log,

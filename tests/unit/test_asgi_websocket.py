@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from objectd.asgi import ObjectdApp
+from objectd.asgi.websocket import EXTENSION, Connection
+from objectd.runtime.relay import OVERFLOW_CODE, OVERFLOW_REASON
 
 WRANGLER = """
 name = "app"
@@ -138,5 +140,92 @@ def test_other_answers_are_http(tmp_path: Path) -> None:
             assert plain.sent[0]["status"] == 500
         finally:
             await app.shutdown()
+
+    asyncio.run(main())
+
+
+# -- the send buffer of one connection (issue 9, point 4) -----------------------------------
+
+
+class Link:
+    """Records what the connection reports to the relayed end."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def message(self, data: str | bytes) -> None:
+        self.events.append(("message", data))
+
+    def closed(self, code: int, reason: str) -> None:
+        self.events.append(("closed", code, reason))
+
+    def lost(self) -> None:
+        self.events.append("lost")
+
+
+class Peer:
+    """The ASGI server's side: ``send`` waits while the peer does not read (``reading``)."""
+
+    def __init__(self, buffered: int = 0) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.reading = asyncio.Event()
+        self.buffered = buffered
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await self.reading.wait()
+        self.sent.append(message)
+
+    def scope(self) -> dict[str, Any]:
+        return {"extensions": {EXTENSION: {"write_buffer_size": lambda: self.buffered}}}
+
+
+def test_a_peer_past_the_send_buffer_is_closed_with_1008() -> None:
+    async def main() -> None:
+        peer = Peer()
+        connection = Connection(peer.send, peer.scope(), send_buffer=1000)
+        task = asyncio.ensure_future(connection.run(peer.incoming.get, Link()))
+        await asyncio.sleep(0)
+        # One message of any size is taken while the buffer holds at most the bound.
+        assert connection.send_message(b"x" * 5000)
+        await asyncio.sleep(0)  # the writer waits in send(): the peer does not read
+        assert not connection.send_message(b"y")  # 5,064 bytes buffered: over the bound
+        await asyncio.sleep(0)
+        assert peer.sent == [
+            {"type": "websocket.close", "code": OVERFLOW_CODE, "reason": OVERFLOW_REASON}
+        ]
+        assert connection.send_message(b"z")  # closing: dropped quietly
+        connection.send_close(1000, "")  # already closing: nothing more
+        peer.incoming.put_nowait({"type": "websocket.disconnect", "code": 1006})
+        await task
+        assert len(peer.sent) == 1
+
+    asyncio.run(main())
+
+
+def test_the_send_buffer_counts_queued_messages_and_the_transport() -> None:
+    async def main() -> None:
+        peer = Peer(buffered=850)
+        peer.reading.set()
+        connection = Connection(peer.send, peer.scope(), send_buffer=1000)
+        task = asyncio.ensure_future(connection.run(peer.incoming.get, Link()))
+        await asyncio.sleep(0)
+        assert connection.send_message("a" * 40)  # 850 in the transport, nothing queued
+        assert connection.send_message("b" * 40)  # 850 + 104 queued: within the bound
+        assert not connection.send_message("c")  # 850 + 208 > 1000: closed
+        await asyncio.sleep(0.01)
+        assert [m.get("text", m.get("code")) for m in peer.sent] == [OVERFLOW_CODE]
+        peer.buffered = 0  # a fresh connection with room in its transport
+        other = Connection(peer.send, peer.scope(), send_buffer=1000)
+        other_task = asyncio.ensure_future(other.run(peer.incoming.get, Link()))
+        await asyncio.sleep(0)
+        for _ in range(100):  # a reader that keeps up is never closed
+            assert other.send_message("é" * 100)  # 464 bytes counted each
+            await asyncio.sleep(0)
+        for _ in range(2):
+            peer.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.gather(task, other_task)
+        assert sum(1 for m in peer.sent if m.get("text") == "é" * 100) == 100
 
     asyncio.run(main())

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from objectd.asgi.websocket import Connection
+from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
 from objectd.errors import DurableObjectError
 from objectd.fetch import Headers, Request
 from objectd.runtime.committer import Durability
@@ -75,6 +75,7 @@ class ObjectdApp:
         environment: str | None = None,
         announce: str | None = None,
         settings: RuntimeSettings | None = None,
+        ws_send_buffer: int = DEFAULT_SEND_BUFFER,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -82,6 +83,7 @@ class ObjectdApp:
         self.environment = environment
         self.announce = announce
         self.settings = settings
+        self.ws_send_buffer = ws_send_buffer  # bytes buffered per WebSocket peer, at most
         self.project: Project | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,7 +194,7 @@ class ObjectdApp:
             request.headers.set("upgrade", "websocket")
             response = await project.fetch(request)
             socket = response.web_socket
-            connection = Connection(send)
+            connection = Connection(send, scope, self.ws_send_buffer)
             link = relay(socket, connection) if socket is not None else None
         except Exception:
             log.exception("objectd: uncaught exception in the worker")
@@ -254,6 +256,7 @@ def app_from_environment() -> ObjectdApp:
     """Factory used by ``objectd dev``'s reloader: settings come from OBJECTD_* variables."""
     env = os.environ
     idle = env.get("OBJECTD_IDLE_TIMEOUT")
+    send_buffer = env.get("OBJECTD_WS_SEND_BUFFER")
     return ObjectdApp(
         env["OBJECTD_PROJECT"],
         data_dir=env.get("OBJECTD_DATA_DIR") or None,
@@ -261,6 +264,7 @@ def app_from_environment() -> ObjectdApp:
         environment=env.get("OBJECTD_ENV") or None,
         announce=env.get("OBJECTD_ANNOUNCE") or None,
         settings=RuntimeSettings(idle_timeout_s=float(idle)) if idle else None,
+        ws_send_buffer=int(send_buffer) if send_buffer else DEFAULT_SEND_BUFFER,
     )
 
 

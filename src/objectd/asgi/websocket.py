@@ -3,6 +3,15 @@
 ``ObjectdApp`` accepts an upgrade whose worker answered 101 and hands the connection
 to :class:`Connection`, which delivers incoming frames to the object and writes
 outgoing ones in order.
+
+Outgoing messages wait in a send buffer bounded in bytes (``--ws-send-buffer``,
+:data:`DEFAULT_SEND_BUFFER`): what objectd has queued for the peer plus what the
+transport holds, when the server says (the ``objectd.websocket`` scope extension of
+``objectd.asgi.ws_protocol``).  A message is taken while the buffer holds at most the
+bound, so one message of any size goes to a peer that keeps up, and a peer's buffer
+never holds more than the bound plus one message.  A message that finds the buffer
+over the bound closes the connection with ``OVERFLOW_CODE`` (1008): what was queued is
+dropped, the Close goes out at once, and the socket's object sees the close right away.
 """
 
 from __future__ import annotations
@@ -12,9 +21,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from objectd.runtime.relay import Relay
+from objectd.runtime.relay import OVERFLOW_CODE, OVERFLOW_REASON, Relay
 
-__all__ = ["Connection"]
+__all__ = ["DEFAULT_SEND_BUFFER", "EXTENSION", "MESSAGE_OVERHEAD", "Connection"]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -22,6 +31,30 @@ Send = Callable[[Message], Awaitable[None]]
 
 # Object events one connection may have queued before it stops reading (back-pressure).
 _MAX_IN_FLIGHT = 32
+# Bytes buffered for one peer, at most (plus one message).  A peer that reads at the pace
+# of its link never comes near: the kernel's own send buffer (up to 4 MiB on Linux) takes
+# bursts first, and only what it cannot take waits here.  4 MiB is four 1 MiB frames, or a
+# second of a 32 Mbit/s stream, on top of that; a peer that stops reading costs no more,
+# and only until --ws-ping-timeout drops it.  Cloudflare documents no per-socket figure
+# (there, an isolate's 128 MB memory limit is the only ceiling).
+DEFAULT_SEND_BUFFER = 4 * 1024 * 1024
+# What a queued message costs beyond its payload (its slot, then its ASGI message and frame
+# header while it is written), so a flood of tiny messages is bounded too: 4 MiB of send
+# buffer is 61,680 queued ``pong`` auto-responses.
+MESSAGE_OVERHEAD = 64
+# The scope extension through which the server shows its transport's send buffer.
+EXTENSION = "objectd.websocket"
+
+
+def _cost(data: str | bytes) -> int:
+    if isinstance(data, bytes):
+        return len(data) + MESSAGE_OVERHEAD
+    # UTF-8 needs up to 4 bytes a character; ASCII text (the usual case) exactly 1.
+    return (len(data) if data.isascii() else 4 * len(data)) + MESSAGE_OVERHEAD
+
+
+def _no_transport_buffer() -> int:
+    return 0
 
 
 class Connection:
@@ -29,65 +62,138 @@ class Connection:
 
     Incoming frames go to the object as they arrive (at most ``_MAX_IN_FLIGHT`` events
     queued, then reading waits).  Outgoing frames are queued without blocking the
-    sender and written in order by a writer task that exists while there is something
-    to write; the connection owns it and ends it when the connection ends.
+    sender, within the send buffer, and written in order by a writer task that exists
+    while there is something to write; the connection owns it and ends it when the
+    connection ends.
     """
 
-    __slots__ = ("_closing", "_done", "_queue", "_send", "_writer")
+    __slots__ = (
+        "_buffered",
+        "_close",
+        "_closing",
+        "_done",
+        "_in_flight",
+        "_in_send",
+        "_limit",
+        "_preempted",
+        "_queue",
+        "_queued",
+        "_send",
+        "_started",
+        "_writer",
+    )
 
-    def __init__(self, send: Send) -> None:
+    def __init__(
+        self,
+        send: Send,
+        scope: MutableMapping[str, Any] | None = None,
+        send_buffer: int = DEFAULT_SEND_BUFFER,
+    ) -> None:
         self._send = send
-        self._queue: deque[Message] = deque()
+        self._limit = send_buffer
+        extension = ((scope or {}).get("extensions") or {}).get(EXTENSION) or {}
+        self._buffered: Callable[[], int] = extension.get("write_buffer_size", _no_transport_buffer)
+        self._queue: deque[str | bytes] = deque()
+        self._queued = 0  # the cost of what is in _queue
+        self._in_flight = 0  # the cost of the message being written
+        self._close: Message | None = None  # written once the queue is empty
         self._writer: asyncio.Task[None] | None = None
+        self._in_send = False  # the writer waits in send(): it may wait for the peer
+        self._preempted = False  # the writer was cancelled to send the Close at once
+        self._started = False  # run() began: the handshake is out, frames may follow
         self._closing = False  # a Close frame is queued: nothing more goes out
         self._done = False  # the connection is over: nothing goes out at all
 
     # -- Transport (called by the runtime) ------------------------------------------------
 
-    def send_message(self, data: str | bytes) -> None:
+    def send_message(self, data: str | bytes) -> bool:
         if self._closing or self._done:
-            return
-        if isinstance(data, str):
-            self._push({"type": "websocket.send", "text": data})
-        else:
-            self._push({"type": "websocket.send", "bytes": data})
+            return True
+        if self._queued + self._in_flight + self._buffered() > self._limit:
+            self._overflow()
+            return False
+        self._queue.append(data)
+        self._queued += _cost(data)
+        self._start()
+        return True
 
     def send_close(self, code: int, reason: str) -> None:
         if self._closing or self._done:
             return
-        self._closing = True
         # 1005 means "no code"; ASGI cannot send an empty Close frame, so say 1000.
         if code == 1005:
             code, reason = 1000, ""
-        self._push({"type": "websocket.close", "code": code, "reason": reason})
+        self._close_with(code, reason)
 
     def abort(self) -> None:
         if self._closing or self._done:
             return
-        self._closing = True
-        self._push({"type": "websocket.close", "code": 1011, "reason": ""})
+        self._close_with(1011, "")
 
     # -- pumping -------------------------------------------------------------------------
 
-    def _push(self, message: Message) -> None:
-        self._queue.append(message)
-        if self._writer is None:
+    def _close_with(self, code: int, reason: str) -> None:
+        self._closing = True
+        self._close = {"type": "websocket.close", "code": code, "reason": reason}
+        self._start()
+
+    def _overflow(self) -> None:
+        """The peer is too far behind: drop what waits for it and close now."""
+        self._queue.clear()
+        self._queued = 0
+        self._close_with(OVERFLOW_CODE, OVERFLOW_REASON)
+        writer = self._writer
+        if writer is not None and self._in_send:
+            # It waits for the peer to read, which may never happen: the Close goes instead.
+            self._preempted = True
+            writer.cancel()
+
+    def _start(self) -> None:
+        if self._writer is None and self._started:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
         queue = self._queue
         try:
             while queue and not self._done:
-                await self._send(queue.popleft())
+                data = queue.popleft()
+                cost = _cost(data)
+                self._queued -= cost
+                self._in_flight = cost
+                if isinstance(data, str):
+                    await self._sending({"type": "websocket.send", "text": data})
+                else:
+                    await self._sending({"type": "websocket.send", "bytes": data})
+                self._in_flight = 0
+            if self._close is not None and not self._done:
+                message, self._close = self._close, None
+                await self._sending(message)
         except (OSError, RuntimeError):
             self._done = True  # the client went away while we wrote: nothing more to do
         finally:
+            self._in_flight = 0
             if self._done:
                 queue.clear()
+                self._queued = 0
             self._writer = None
+
+    async def _sending(self, message: Message) -> None:
+        self._in_send = True
+        try:
+            await self._send(message)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._preempted or task is None or task.uncancel() > 0:
+                raise
+            # Our own cancel (see _overflow): this message is dropped, the Close follows.
+        finally:
+            self._in_send = self._preempted = False
 
     async def run(self, receive: Receive, link: Relay) -> None:
         """Deliver incoming frames until the connection ends."""
+        self._started = True
+        if self._queue or self._close is not None:
+            self._start()  # what the server end sent before the handshake went out
         pending: deque[asyncio.Task[Any]] = deque()
         ended = False
         try:

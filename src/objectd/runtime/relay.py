@@ -5,7 +5,9 @@ The front (``objectd.asgi.websocket``) accepts the connection and binds ``client
 :func:`relay`: what the server end sends goes out on the wire through the
 :class:`Transport`, and the front reports what arrives on the wire through the
 returned :class:`Relay`.  Messages the server sent before the client end was bound
-(a history replayed in ``fetch``, say) go out first, in order.
+(a history replayed in ``fetch``, say) go out first, in order.  A peer too far behind
+(its send buffer full) is closed by the front with ``OVERFLOW_CODE``, and the server end
+sees that close at once, ``was_clean`` false, as for a lost connection.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import asyncio
 from typing import Any, Protocol
 
 from objectd.errors import DurableObjectTypeError
+from objectd.runtime.socket_events import OVERFLOW_CODE, OVERFLOW_REASON
 from objectd.runtime.websockets import WebSocket
 
-__all__ = ["Relay", "Transport", "relay"]
+__all__ = ["OVERFLOW_CODE", "OVERFLOW_REASON", "Relay", "Transport", "relay"]
 
 
 class Transport(Protocol):
     """The network side of a relayed end (implemented by the ASGI front).  Never blocks."""
 
-    def send_message(self, data: str | bytes) -> None: ...
+    def send_message(self, data: str | bytes) -> bool:
+        """Queue ``data`` for the peer; False when the peer's send buffer was full: the
+        transport then closes the connection with ``OVERFLOW_CODE`` and drops ``data``."""
+        ...
 
     def send_close(self, code: int, reason: str) -> None: ...
 

@@ -16,6 +16,8 @@ from typing import Any, TypeAlias
 
 __all__ = [
     "LOST_REASON",
+    "OVERFLOW_CODE",
+    "OVERFLOW_REASON",
     "CloseEvent",
     "ErrorEvent",
     "Event",
@@ -29,6 +31,12 @@ log = logging.getLogger("objectd.runtime")
 
 # The close event of a connection that ended without a Close frame (code 1006).
 LOST_REASON = "WebSocket disconnected without sending Close frame."
+# A peer whose send buffer is full (objectd.asgi.websocket) is closed with this code and
+# reason, and its object sees this close, ``was_clean`` false.  1008, policy violation:
+# the peer broke the server's rule of reading what it is sent.  (1013, try again later,
+# would blame the server, and invite every slow client to reconnect into the same state.)
+OVERFLOW_CODE = 1008
+OVERFLOW_REASON = "WebSocket send buffer full: the peer is not reading."
 
 
 class ReadyState(enum.IntEnum):

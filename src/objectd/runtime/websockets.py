@@ -37,6 +37,8 @@ from objectd.errors import DurableObjectError, DurableObjectTypeError, Overloade
 from objectd.runtime.host import current_host
 from objectd.runtime.socket_events import (
     LOST_REASON,
+    OVERFLOW_CODE,
+    OVERFLOW_REASON,
     CloseEvent,
     ErrorEvent,
     Event,
@@ -360,7 +362,9 @@ class WebSocket(EventTarget):
         transport = self._transport
         assert transport is not None
         if isinstance(event, MessageEvent):
-            transport.send_message(event.data)
+            if not transport.send_message(event.data):
+                # The peer is too far behind: the front closes it; the server end sees it now.
+                self._wire_lost(OVERFLOW_CODE, OVERFLOW_REASON)
         elif isinstance(event, CloseEvent) and event.was_clean:
             self._received_close = True
             transport.send_close(event.code, event.reason)
@@ -425,12 +429,12 @@ class WebSocket(EventTarget):
             self._finish()
         self._deliver(CloseEvent(code, reason, True))
 
-    def _wire_lost(self) -> None:
+    def _wire_lost(self, code: int = 1006, reason: str = LOST_REASON) -> None:
         if self._mode is _Mode.CLOSED:
             return
         self._peer_gone = True
         self._finish()
-        self._deliver(CloseEvent(1006, LOST_REASON, False))
+        self._deliver(CloseEvent(code, reason, False))
 
     # -- standard-API dispatch -----------------------------------------------------------
 

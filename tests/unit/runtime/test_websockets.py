@@ -31,7 +31,7 @@ from objectd.runtime.clock import FakeClock
 from objectd.runtime.committer import Committer
 from objectd.runtime.hibernation import WebSocketContext
 from objectd.runtime.namespace import DurableObjectNamespace, DurableObjectStub
-from objectd.runtime.relay import Relay, relay
+from objectd.runtime.relay import OVERFLOW_CODE, OVERFLOW_REASON, Relay, relay
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.socket_events import CloseEvent, MessageEvent, ReadyState
 from objectd.runtime.state import DurableObjectState
@@ -45,9 +45,14 @@ class Wire:
 
     def __init__(self) -> None:
         self.sent: list[Any] = []
+        self.full = False  # the peer's send buffer is full: the next message closes it
 
-    def send_message(self, data: str | bytes) -> None:
+    def send_message(self, data: str | bytes) -> bool:
+        if self.full:
+            self.sent.append(("close", OVERFLOW_CODE, OVERFLOW_REASON))
+            return False
         self.sent.append(data)
+        return True
 
     def send_close(self, code: int, reason: str) -> None:
         self.sent.append(("close", code, reason))
@@ -426,6 +431,36 @@ def test_server_initiated_close_reports_the_echo(tmp_path: Path) -> None:
         link.closed(4002, "server out")  # the client echoes
         await settle()
         assert log[-1] == ("close", 4002, "server out", True, ReadyState.CLOSED, 0)
+
+    run(main)
+
+
+def test_a_peer_whose_send_buffer_is_full_is_closed_at_once(tmp_path: Path) -> None:
+    """Issue 9 point 4: the front refuses a message (the peer is too far behind) and closes
+    the connection; the object sees the close at once, as for a lost connection, and later
+    sends to that socket are dropped."""
+
+    async def main() -> None:
+        stub = make_namespace(tmp_path, Room).get_by_name("r")
+        link, wire = await connect(stub)
+        _, other = await connect(stub)
+        wire.full = True
+
+        def broadcast(instance: Any) -> None:
+            for ws in instance.ctx.get_web_sockets():
+                ws.send("one")
+                ws.send("two")  # dropped: that socket is closed
+
+        await in_object(stub, broadcast)
+        assert wire.sent == [("close", OVERFLOW_CODE, OVERFLOW_REASON)]
+        assert other.sent == ["one", "two"]
+        await settle()
+        assert log[-1] == ("close", OVERFLOW_CODE, OVERFLOW_REASON, False, ReadyState.CLOSED, 1)
+        link.closed(OVERFLOW_CODE, "")  # the peer's answer comes later: nothing more happens
+        link.lost()
+        await settle()
+        assert [entry[0] for entry in log].count("close") == 1
+        assert wire.sent == [("close", OVERFLOW_CODE, OVERFLOW_REASON)]
 
     run(main)
 

@@ -1,0 +1,237 @@
+"""The WebSocket protocol ``objectd serve`` and ``objectd dev`` give uvicorn (L3).
+
+It is uvicorn's maintained ``websockets-sansio`` implementation: one writer and no
+drain to share, so a keepalive ping cannot race objectd's writer (the legacy
+implementation's pings failed with an AssertionError in its drain, dropping slow
+readers with 1011).  On top of it, what a relayed socket needs:
+
+* **Close codes.**  A connection lost without a Close frame is reported as 1006
+  (uvicorn says 1005, which is also what a peer's Close without a code gives), and
+  after our Close the peer's answer is reported with its code and reason (uvicorn
+  reports our own code at once).  A frame that breaks the protocol ends the
+  connection as lost (1006), as the legacy implementation reported it.
+* **Every close ends in bounded time.**  ``websocket.close`` goes out at once, not after
+  the send buffer drains (a peer that does not read would hold it forever); a peer
+  that does not answer it, or does not read what is left once the connection is
+  closed, is aborted after ``ws_ping_timeout`` seconds.
+* **Pongs under back-pressure.**  A ping that finds the send buffer over its high-water
+  mark stops reading until the buffer drains, so a peer that pings without reading
+  cannot grow it.
+* **The send buffer is visible.**  The scope's ``objectd.websocket`` extension offers
+  its size, so the per-socket send bound (:mod:`objectd.asgi.websocket`) counts what
+  the transport holds as well as what objectd has queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from uvicorn._types import ASGISendEvent
+from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.exceptions import InvalidState
+from websockets.frames import Frame
+from websockets.http11 import Request
+
+from objectd.asgi.websocket import EXTENSION
+
+__all__ = ["WebSocketProtocol"]
+
+_LOST = 1006
+# When uvicorn is configured without a ping timeout: websockets' own close timeout.
+_DEFAULT_LINGER_S = 10.0
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol with objectd's close codes and bounds."""
+
+    transport: _Transport
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # How long a peer has to answer our Close or read what is left (uvicorn: 10 s,
+        # then a graceful close that waits for the buffer forever).
+        self.close_timeout = config.ws_ping_timeout or _DEFAULT_LINGER_S
+        self._reported = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # uvloop's transports quack like asyncio.Transport without subclassing it.
+        self.transport = _Transport(
+            cast(asyncio.Transport, transport), self.loop, self.close_timeout
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport.lost()
+        if self.handshake_complete and self.initial_response is None:
+            self._report(_LOST)  # before uvicorn's 1005: no Close frame came
+        super().connection_lost(exc)
+
+    def _report(self, code: int, reason: str = "") -> None:
+        """Tell the app how the connection ended; the first report is the one it reads."""
+        if not self._reported:
+            self._reported = True
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.handshake_initiated and not self.handshake_complete:  # the app is starting
+            self.scope["extensions"][EXTENSION] = {
+                "write_buffer_size": self.transport.get_write_buffer_size
+            }
+
+    def handle_close(self, event: Frame) -> None:
+        received = self.conn.close_rcvd
+        if received is not None:  # the peer's own Close, or its answer to ours
+            self._report(received.code, received.reason)
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
+        self.close_sent = True
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))  # websockets' answer
+        self.transport.close()
+
+    def handle_parser_exception(self) -> None:
+        self._report(_LOST)
+        super().handle_parser_exception()
+
+    def handle_ping(self) -> None:
+        super().handle_ping()
+        if not self.writable.is_set():  # over the high-water mark: read on once it drains
+            self.transport.hold_reading(True)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.transport.hold_reading(False)
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if (
+            message["type"] != "websocket.close"
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or self.disconnected
+        ):
+            await super().send(message)
+            return
+        # The Close goes out now, behind what the transport holds: uvicorn would first wait
+        # for the buffer to drain, which never happens for a peer that does not read.  A
+        # Close once the closing handshake is under way (the relayed answer to the peer's
+        # Close, which websockets already sent) has nothing left to do.
+        if self.close_sent or self.transport.is_closing():
+            return
+        try:
+            self.conn.send_close(message.get("code", 1000), message.get("reason") or "")
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:  # read the peer's answer
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+
+class _Transport(asyncio.Transport):
+    """The connection's transport as the protocol sees it.
+
+    Reading is paused while the app has a message to take (uvicorn's pause) or while
+    pongs wait for the send buffer to drain (``hold_reading``), and resumed only when
+    neither holds it.  ``close()`` flushes what is buffered, and aborts if that has not
+    happened after ``linger`` seconds.
+    """
+
+    __slots__ = ("_abort", "_held", "_linger", "_loop", "_paused", "_transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, linger: float
+    ) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._linger = linger
+        self._paused = False
+        self._held = False
+        self._abort: asyncio.TimerHandle | None = None
+
+    # -- reading: two reasons to pause ----------------------------------------------------
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        if not self._held:
+            self._transport.resume_reading()
+
+    def hold_reading(self, held: bool) -> None:
+        if held == self._held:
+            return
+        self._held = held
+        if held:
+            self._transport.pause_reading()
+        elif not self._paused:
+            self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    # -- closing: bounded -----------------------------------------------------------------
+
+    def close(self) -> None:
+        transport = self._transport
+        if not transport.is_closing():
+            transport.close()
+        if self._abort is None and transport.get_write_buffer_size():
+            self._abort = self._loop.call_later(self._linger, transport.abort)
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def lost(self) -> None:
+        """The connection is gone: nothing left to abort."""
+        if self._abort is not None:
+            self._abort.cancel()
+            self._abort = None
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    # -- the rest, as the transport has it ------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
