@@ -43,7 +43,7 @@ from objectd.storage.database import ObjectDatabase
 if TYPE_CHECKING:
     from objectd.runtime.registry import ObjectClass
 
-__all__ = ["ObjectHost", "current_host"]
+__all__ = ["EVENT_CODE", "ObjectHost", "current_host"]
 
 T = TypeVar("T")
 log = logging.getLogger("objectd.runtime")
@@ -280,6 +280,10 @@ class ObjectHost:
         self.storage = None
         self.gate = InputGate()
 
+    def _reset_with(self, error: ObjectResetError) -> ObjectResetError:
+        self.reset(error)
+        return error
+
     def reset(self, error: BaseException) -> None:
         """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
         log.warning("object %s of %s reset: %s", self.id, self.object_class.name, error)
@@ -313,41 +317,44 @@ class ObjectHost:
         """Lock the gate now and run ``callback`` to completion; a failure resets the object."""
         gate = self.gate
         gate.lock()
-
-        async def run() -> Any:
-            in_critical_section.set(True)
-            try:
-                async with asyncio.timeout(self.settings.critical_section_timeout_s):
-                    result = callback()
-                    if inspect.isawaitable(result):
-                        result = await result
-                return result
-            except TimeoutError:
-                error = OverloadedError(_BCW_TIMEOUT, durable_object_reset=True)
-                self.reset(error)
-                raise error from None
-            except DurableObjectAbort as abort:
-                self.reset(ObjectResetError(abort.reason))
-                raise ObjectResetError(abort.reason, remote=True) from None
-            except Exception as exc:
-                self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
-                raise as_remote(exc) from None
-            finally:
-                gate.unlock()
-
-        task = asyncio.get_running_loop().create_task(run())
+        task = asyncio.get_running_loop().create_task(self._run_critical(gate, callback))
         self.own(task)
         task.add_done_callback(_mark_retrieved)
         return task
 
-    def wait_until(self, awaitable: Awaitable[Any]) -> None:
-        async def run() -> None:
-            try:
-                await awaitable
-            except Exception:
-                log.exception("object %s: a wait_until() task failed", self.id)
+    async def _run_critical(self, gate: InputGate, callback: Callable[[], Any]) -> Any:
+        in_critical_section.set(True)
+        try:
+            async with asyncio.timeout(self.settings.critical_section_timeout_s):
+                result = callback()
+                if inspect.isawaitable(result):
+                    result = await result
+            return result
+        except TimeoutError:
+            error = OverloadedError(_BCW_TIMEOUT, durable_object_reset=True)
+            self.reset(error)
+            raise error from None
+        except DurableObjectAbort as abort:
+            self.reset(ObjectResetError(abort.reason))
+            raise ObjectResetError(abort.reason, remote=True) from None
+        except CpuLimitExceeded:
+            raise self._reset_with(ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)) from None
+        except Exception as exc:
+            self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
+            raise as_remote(exc) from None
+        finally:
+            gate.unlock()
 
-        self.own(asyncio.get_running_loop().create_task(run()))
+    def wait_until(self, awaitable: Awaitable[Any]) -> None:
+        self.own(asyncio.get_running_loop().create_task(self._run_background(awaitable)))
+
+    async def _run_background(self, awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except CpuLimitExceeded:
+            self.reset(ObjectResetError(CPU_LIMIT_MESSAGE))
+        except Exception:
+            log.exception("object %s: a wait_until() task failed", self.id)
 
     # -- eviction and shutdown -----------------------------------------------------------
 
@@ -410,6 +417,14 @@ class ObjectHost:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+# The frames the CPU watchdog may interrupt: code running for an object.
+EVENT_CODE = (
+    ObjectHost._run_event.__code__,
+    ObjectHost._run_critical.__code__,
+    ObjectHost._run_background.__code__,
+)
 
 
 def _mark_retrieved(task: asyncio.Task[Any]) -> None:
