@@ -34,6 +34,7 @@ from objectd.errors import (
 )
 from objectd.ids import DurableObjectId
 from objectd.runtime.committer import Batch
+from objectd.runtime.exits import exit_error, from_signal
 from objectd.runtime.gates import InputGate, in_critical_section
 from objectd.runtime.state import DurableObjectState
 from objectd.runtime.storage_api import STORAGE_TIMEOUT, DurableObjectStorage
@@ -185,6 +186,10 @@ class ObjectHost:
             if event.reset_error is not None:
                 raise event.reset_error from None
             raise
+        except (SystemExit, KeyboardInterrupt) as exc:  # in the constructor or the handler
+            if from_signal(exc):
+                raise
+            raise self._reset_with(exit_error(exc)) from None
         finally:
             self._events.discard(event)
 
@@ -339,6 +344,10 @@ class ObjectHost:
             raise ObjectResetError(abort.reason, remote=True) from None
         except CpuLimitExceeded:
             raise self._reset_with(ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)) from None
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if from_signal(exc):
+                raise
+            raise self._reset_with(exit_error(exc)) from None
         except Exception as exc:
             self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
             raise as_remote(exc) from None
@@ -353,6 +362,10 @@ class ObjectHost:
             await awaitable
         except CpuLimitExceeded:
             self.reset(ObjectResetError(CPU_LIMIT_MESSAGE))
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if from_signal(exc):
+                raise
+            self.reset(exit_error(exc))
         except Exception:
             log.exception("object %s: a wait_until() task failed", self.id)
 

@@ -23,6 +23,7 @@ from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
+from objectd.runtime.exits import describe, from_signal, worker_exit_error
 from objectd.runtime.host import CPU_LIMIT_MESSAGE, EVENT_CODE
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
@@ -210,6 +211,10 @@ class Project:
             response = await self._entry(request, self.env, ctx)
         except CpuLimitExceeded:
             raise RuntimeError(CPU_LIMIT_MESSAGE) from None
+        except (SystemExit, KeyboardInterrupt) as exc:  # the request's failure (runtime.exits)
+            if from_signal(exc):
+                raise
+            raise worker_exit_error(exc) from exc
         if not isinstance(response, Response):
             raise TypeError(
                 f"the worker's fetch handler returned {type(response).__name__}, "
@@ -227,6 +232,10 @@ class Project:
             await awaitable
         except CpuLimitExceeded:
             log.error("a wait_until() task of the worker failed: %s", CPU_LIMIT_MESSAGE)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if from_signal(exc):
+                raise
+            log.error("a wait_until() task of the worker raised %s", describe(exc), exc_info=exc)
         except Exception:
             log.exception("a wait_until() task of the worker failed")
 
