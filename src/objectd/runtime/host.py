@@ -34,6 +34,7 @@ from objectd.errors import (
 )
 from objectd.ids import DurableObjectId
 from objectd.runtime.committer import Batch
+from objectd.runtime.exits import exit_error, from_signal
 from objectd.runtime.gates import InputGate, in_critical_section
 from objectd.runtime.phase import HAS_FILE, HostPhase, advance
 from objectd.runtime.state import DurableObjectState
@@ -44,7 +45,7 @@ from objectd.storage.database import ObjectDatabase
 if TYPE_CHECKING:
     from objectd.runtime.registry import ObjectClass
 
-__all__ = ["ObjectHost", "current_host"]
+__all__ = ["EVENT_CODE", "ObjectHost", "current_host"]
 
 T = TypeVar("T")
 log = logging.getLogger("objectd.runtime")
@@ -180,6 +181,10 @@ class ObjectHost:
             if event.reset_error is not None:
                 raise event.reset_error from None
             raise
+        except (SystemExit, KeyboardInterrupt) as exc:  # in the constructor or the handler
+            if from_signal(exc):
+                raise
+            raise self._reset_with(exit_error(exc)) from None
         finally:
             self._events.discard(event)
 
@@ -330,6 +335,10 @@ class ObjectHost:
         if self.phase in (HostPhase.CONSTRUCTING, HostPhase.LIVE):
             self._advance(HostPhase.OPEN)
 
+    def _reset_with(self, error: ObjectResetError) -> ObjectResetError:
+        self.reset(error)
+        return error
+
     def reset(self, error: BaseException) -> None:
         """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
         log.warning("object %s of %s reset: %s", self.id, self.object_class.name, error)
@@ -363,41 +372,52 @@ class ObjectHost:
         """Lock the gate now and run ``callback`` to completion; a failure resets the object."""
         gate = self.gate
         gate.lock()
-
-        async def run() -> Any:
-            in_critical_section.set(True)
-            try:
-                async with asyncio.timeout(self.settings.critical_section_timeout_s):
-                    result = callback()
-                    if inspect.isawaitable(result):
-                        result = await result
-                return result
-            except TimeoutError:
-                error = OverloadedError(_BCW_TIMEOUT, durable_object_reset=True)
-                self.reset(error)
-                raise error from None
-            except DurableObjectAbort as abort:
-                self.reset(ObjectResetError(abort.reason))
-                raise ObjectResetError(abort.reason, remote=True) from None
-            except Exception as exc:
-                self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
-                raise as_remote(exc) from None
-            finally:
-                gate.unlock()
-
-        task = asyncio.get_running_loop().create_task(run())
+        task = asyncio.get_running_loop().create_task(self._run_critical(gate, callback))
         self.own(task)
         task.add_done_callback(_mark_retrieved)
         return task
 
-    def wait_until(self, awaitable: Awaitable[Any]) -> None:
-        async def run() -> None:
-            try:
-                await awaitable
-            except Exception:
-                log.exception("object %s: a wait_until() task failed", self.id)
+    async def _run_critical(self, gate: InputGate, callback: Callable[[], Any]) -> Any:
+        in_critical_section.set(True)
+        try:
+            async with asyncio.timeout(self.settings.critical_section_timeout_s):
+                result = callback()
+                if inspect.isawaitable(result):
+                    result = await result
+            return result
+        except TimeoutError:
+            error = OverloadedError(_BCW_TIMEOUT, durable_object_reset=True)
+            self.reset(error)
+            raise error from None
+        except DurableObjectAbort as abort:
+            self.reset(ObjectResetError(abort.reason))
+            raise ObjectResetError(abort.reason, remote=True) from None
+        except CpuLimitExceeded:
+            raise self._reset_with(ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)) from None
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if from_signal(exc):
+                raise
+            raise self._reset_with(exit_error(exc)) from None
+        except Exception as exc:
+            self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
+            raise as_remote(exc) from None
+        finally:
+            gate.unlock()
 
-        self.own(asyncio.get_running_loop().create_task(run()))
+    def wait_until(self, awaitable: Awaitable[Any]) -> None:
+        self.own(asyncio.get_running_loop().create_task(self._run_background(awaitable)))
+
+    async def _run_background(self, awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except CpuLimitExceeded:
+            self.reset(ObjectResetError(CPU_LIMIT_MESSAGE))
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if from_signal(exc):
+                raise
+            self.reset(exit_error(exc))
+        except Exception:
+            log.exception("object %s: a wait_until() task failed", self.id)
 
     # -- eviction and shutdown -----------------------------------------------------------
 
@@ -464,6 +484,14 @@ class ObjectHost:
             self._db.close()
             self._db = None
             self._advance(HostPhase.COLD)
+
+
+# The frames the CPU watchdog may interrupt: code running for an object.
+EVENT_CODE = (
+    ObjectHost._run_event.__code__,
+    ObjectHost._run_critical.__code__,
+    ObjectHost._run_background.__code__,
+)
 
 
 def _mark_retrieved(task: asyncio.Future[Any]) -> None:

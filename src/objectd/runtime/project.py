@@ -25,7 +25,8 @@ from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
-from objectd.runtime.host import ObjectHost
+from objectd.runtime.exits import describe, from_signal, worker_exit_error
+from objectd.runtime.host import CPU_LIMIT_MESSAGE, EVENT_CODE
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
 from objectd.runtime.migrations import apply_migrations
@@ -39,7 +40,7 @@ from objectd.runtime.objects import (
 from objectd.runtime.outbound import close_client
 from objectd.runtime.registry import ObjectClass
 from objectd.runtime.settings import RuntimeSettings
-from objectd.runtime.watchdog import CpuWatchdog
+from objectd.runtime.watchdog import CpuLimitExceeded, CpuWatchdog
 from objectd.storage.alarm_index import ALARM_INDEX_NAME
 from objectd.storage.database import template_files
 from objectd.storage.spares import SPARES_FOLDER, SpareFiles
@@ -115,8 +116,11 @@ class Project:
         self.alarms: AlarmScheduler | None = None
         # Ready-made files for new objects, shared by the classes; None without classes.
         self.spares: SpareFiles | None = None
+        # The Worker's own code has the CPU limit too (as on Cloudflare): a spinning
+        # entrypoint must not hold the loop either.
         self._watchdog = CpuWatchdog(
-            settings.cpu_limit_s, targets=(ObjectHost._run_event.__code__,)
+            settings.cpu_limit_s,
+            targets=(*EVENT_CODE, Project.fetch.__code__, Project._run_background.__code__),
         )
 
     @classmethod
@@ -206,7 +210,14 @@ class Project:
     async def fetch(self, request: Request) -> Response:
         """Serve one request through the worker's entrypoint."""
         ctx = ExecutionContext(self._wait_until)
-        response = await self._entry(request, self.env, ctx)
+        try:
+            response = await self._entry(request, self.env, ctx)
+        except CpuLimitExceeded:
+            raise RuntimeError(CPU_LIMIT_MESSAGE) from None
+        except (SystemExit, KeyboardInterrupt) as exc:  # the request's failure (runtime.exits)
+            if from_signal(exc):
+                raise
+            raise worker_exit_error(exc) from exc
         if not isinstance(response, Response):
             raise TypeError(
                 f"the worker's fetch handler returned {type(response).__name__}, "
@@ -215,15 +226,21 @@ class Project:
         return response
 
     def _wait_until(self, awaitable: Any) -> None:
-        async def run() -> None:
-            try:
-                await awaitable
-            except Exception:
-                log.exception("a wait_until() task of the worker failed")
-
-        task = asyncio.get_running_loop().create_task(run())
+        task = asyncio.get_running_loop().create_task(self._run_background(awaitable))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _run_background(self, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except CpuLimitExceeded:
+            log.error("a wait_until() task of the worker failed: %s", CPU_LIMIT_MESSAGE)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if from_signal(exc):
+                raise
+            log.error("a wait_until() task of the worker raised %s", describe(exc), exc_info=exc)
+        except Exception:
+            log.exception("a wait_until() task of the worker failed")
 
     async def close(self) -> None:
         """Finish background work, commit and sync everything, close every file."""

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from objectd.runtime.exits import describe, from_signal
+
 __all__ = [
     "LOST_REASON",
     "OVERFLOW_CODE",
@@ -133,12 +135,22 @@ class EventTarget:
 
     def _fire_soon(self, event: Event) -> asyncio.Task[None]:
         """Call the listeners in a task this target owns (outside any object)."""
-        task = asyncio.get_running_loop().create_task(self._fire(event))
+        task = asyncio.get_running_loop().create_task(self._fire_outside(event))
         if self._tasks is None:
             self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _fire_outside(self, event: Event) -> None:
+        # Inside an object a listener's SystemExit resets the object (runtime.host);
+        # outside one there is nothing to reset, and it must not end the server.
+        try:
+            await self._fire(event)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if from_signal(exc):
+                raise
+            log.error("a WebSocket %r listener raised %s", event.type, describe(exc), exc_info=exc)
 
     async def _fire(self, event: Event) -> None:
         for listener in list(self._listeners.get(event.type, ()) if self._listeners else ()):

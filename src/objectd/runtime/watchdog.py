@@ -1,16 +1,28 @@
-"""The CPU-time limit: stop a handler stuck in a Python loop (spec §11, issue 3 §3).
+"""The CPU-time limit: stop a handler stuck in a Python loop or a SQL statement (spec §11).
 
 A handler that never awaits blocks the event loop, so nothing on the loop can stop
 it.  A watchdog thread watches a heartbeat the loop posts every ``poll`` seconds.
 When the heartbeat stalls and the loop thread has burnt ``limit`` seconds of CPU
-since the last beat, and the stuck code is running inside an object's event, the
-watchdog raises :class:`CpuLimitExceeded` in the loop thread (CPython's
-``PyThreadState_SetAsyncExc``).  The event's runner catches it and resets only that
-object.  Blocking that is not CPU (a sleeping system call) is not counted, and code
-outside an object event is never interrupted.
+since the last beat, and the stuck code is running inside an object's event (or the
+Worker's entrypoint: ``targets``), the watchdog stops it:
+
+* in SQLite (a statement runs in C, where no Python exception can be delivered): it
+  interrupts the statement (``storage.interrupts``), and the storage layer raises
+  :class:`CpuLimitExceeded`;
+* in Python: it raises :class:`CpuLimitExceeded` in the loop thread (CPython's
+  ``PyThreadState_SetAsyncExc``).  Never both, so the handler sees one exception.
+
+The event's runner catches it and resets only that object.  Blocking that is not CPU
+(a sleeping system call) is not counted, and code outside an object event is never
+interrupted.  One stall is interrupted once; if it goes on (the handler swallowed the
+exception), again after each further ``limit`` of CPU.  Until then the exception's
+unwinding, the reset and the callbacks queued behind it are left alone: the loop is
+catching up, and an innocent event running meanwhile must not be hit.
 
 What is measured is one uninterrupted run between two awaits, not the sum over an
-event: cooperative code that awaits is never interrupted.
+event: cooperative code that awaits is never interrupted.  C code other than SQLite
+that runs for long (a pathological regular expression, a huge integer power) cannot
+be stopped.
 """
 
 from __future__ import annotations
@@ -22,11 +34,9 @@ import threading
 import time
 from types import CodeType
 
+from objectd.storage.interrupts import CpuLimitExceeded, interrupt_running
+
 __all__ = ["CpuLimitExceeded", "CpuWatchdog"]
-
-
-class CpuLimitExceeded(BaseException):
-    """Raised inside a handler that ran past the CPU limit; never reaches user callers."""
 
 
 class CpuWatchdog:
@@ -45,6 +55,7 @@ class CpuWatchdog:
         self._beats = 0
         self._beat_cpu = 0.0
         self._interrupted_beat = -1
+        self._interrupted_cpu = 0.0  # the loop thread's CPU time at that interruption
         self.interruptions = 0
 
     def start(self) -> None:
@@ -77,12 +88,18 @@ class CpuWatchdog:
                 continue
             # The loop missed a beat: how much CPU has its thread used since?
             try:
-                used = time.clock_gettime(self._cpu_clock) - self._beat_cpu
+                cpu = time.clock_gettime(self._cpu_clock)
             except OSError:
                 return  # the loop thread is gone
-            if used >= self.limit_s and self._interrupted_beat != beats and self._in_event():
-                self._interrupted_beat = beats
-                self.interruptions += 1
+            if cpu - self._beat_cpu < self.limit_s:
+                continue
+            if self._interrupted_beat == beats and cpu - self._interrupted_cpu < self.limit_s:
+                continue  # interrupted already: the loop is unwinding and catching up
+            if not self._in_event():
+                continue
+            self._interrupted_beat, self._interrupted_cpu = beats, cpu
+            self.interruptions += 1
+            if not interrupt_running():  # not in SQLite: raise in the Python code
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(self._loop_ident), ctypes.py_object(CpuLimitExceeded)
                 )

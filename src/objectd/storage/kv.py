@@ -15,6 +15,7 @@ from typing import Any
 from objectd import codec
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
 from objectd.storage.database import Backend, ObjectDatabase, internal_sql
+from objectd.storage.interrupts import interruptible
 
 __all__ = [
     "MAX_BATCH_KEYS",
@@ -243,7 +244,8 @@ class KvStore:
 
     def delete_all(self) -> None:
         self._db.begin_write()
-        self._conn.execute(internal_sql("DELETE FROM _cf_KV"))
+        with interruptible(self._db):  # one statement over every row: may run long
+            self._conn.execute(internal_sql("DELETE FROM _cf_KV"))
 
 
 _GET = internal_sql("SELECT value FROM _cf_KV WHERE key = ?")

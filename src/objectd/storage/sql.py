@@ -30,6 +30,7 @@ from typing import TypeAlias
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError, SqlError, StorageError
 from objectd.storage.authorizer import READ_ONLY_PRAGMAS, UserSqlGuard, is_reserved_name
 from objectd.storage.database import ObjectDatabase, internal_sql, is_internal_sql
+from objectd.storage.interrupts import abort_interrupted, interruptible, is_interrupt, running
 from objectd.storage.sql_split import Statement, split_statements
 
 __all__ = ["MAX_SQL_LENGTH", "RawCursor", "SqlStorage", "SqlStorageCursor", "SqlValue"]
@@ -191,7 +192,7 @@ class SqlStorage:
             raise DurableObjectTypeError(f"SQL query must be a str, got {type(query).__name__}")
         values = tuple(_binding(i, value) for i, value in enumerate(bindings, start=1))
         statements = _parse(query)
-        db, conn, guard = self._db, self._db.conn, self._guard
+        db, conn, guard, slot = self._db, self._db.conn, self._guard, running
         last = len(statements) - 1
         rows: list[_Row] = []
         columns: list[str] = []
@@ -201,6 +202,7 @@ class SqlStorage:
                 db.begin_write()
             before = conn.total_changes
             guard.active = True
+            slot.conn = conn  # the CPU watchdog may interrupt it (storage.interrupts)
             try:
                 cursor = conn.execute(statement.text, values if index == last else ())
                 if index == last:
@@ -209,10 +211,14 @@ class SqlStorage:
                 cursor.close()
             except (sqlite3.Error, UnicodeEncodeError, MemoryError) as exc:
                 guard.active = False
+                slot.conn = None
                 self._resync_after_failure()
+                if is_interrupt(exc):
+                    raise abort_interrupted(db, exc) from exc
                 raise _translate(exc) from exc
             finally:
                 guard.active = False
+                slot.conn = None
             changes += conn.total_changes - before
         return SqlStorageCursor(columns, rows, changes)
 
@@ -235,6 +241,10 @@ class SqlStorage:
         SQLite's own ``sqlite_*`` tables and ``sqlite_sequence`` stay.
         """
         self._db.begin_write()
+        with interruptible(self._db):  # dropping huge tables can take long
+            self._drop_all_user_objects()
+
+    def _drop_all_user_objects(self) -> None:
         conn = self._db.conn
         deferred = conn.execute(internal_sql("PRAGMA defer_foreign_keys")).fetchone()[0]
         # Dropping a parent table before its children would be an immediate foreign key

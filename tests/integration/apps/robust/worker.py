@@ -1,0 +1,121 @@
+"""Handlers that misbehave, for the robustness tests (issue 9 §2, §3).
+
+``/health`` and ``/entry/<what>`` (``exit``, ``interrupt``, ``spin``, ``wait-until-exit``)
+are answered by the Worker itself; every other path is
+``/<object name>/<what>``, answered by that ``Robust`` object:
+
+* ``count``: increment and answer a stored counter (is the object fine?);
+* ``get``: the stored ``dirty`` key (a write the bad requests made before failing);
+* ``endless`` / ``huge``: a SQL statement that never ends / would take hours;
+* ``spin``: a Python loop that never ends;
+* ``exit`` / ``interrupt``: ``sys.exit(3)`` / ``raise KeyboardInterrupt`` in fetch;
+* ``rpc-exit``: ``sys.exit()`` in an RPC method; ``bcw-exit``: in a
+  ``block_concurrency_while`` callback; ``wait-until-exit``: in a ``wait_until`` task;
+* ``alarm-exit``: an alarm whose ``alarm()`` calls ``sys.exit()``;
+* ``ws``: a hibernatable WebSocket whose ``web_socket_message`` calls ``sys.exit()``.
+
+An object whose name starts with ``ctor-exit`` calls ``sys.exit()`` in its constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from urllib.parse import urlsplit
+
+from objectd import DurableObject, Request, Response, WebSocketPair, WorkerEntrypoint
+
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+HUGE = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100000000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+class Robust(DurableObject):
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        if (ctx.id.name or "").startswith("ctor-exit"):
+            sys.exit()
+
+    async def fetch(self, request: Request) -> Response:
+        what = urlsplit(request.url).path.strip("/")
+        storage = self.ctx.storage
+        if what == "count":
+            value = (await storage.get("count") or 0) + 1
+            await storage.put("count", value)
+            return Response(str(value))
+        if what == "get":
+            return Response(repr(await storage.get("dirty")))
+        if what in ("endless", "huge"):
+            await storage.put("dirty", what)  # in the batch the statement's failure discards
+            storage.sql.exec(ENDLESS if what == "endless" else HUGE)
+            return Response("unreachable")
+        if what == "spin":
+            while True:
+                pass
+        if what == "exit":
+            await storage.put("dirty", what)
+            sys.exit(3)
+        if what == "interrupt":
+            raise KeyboardInterrupt
+        if what == "bcw-exit":
+            await self.ctx.block_concurrency_while(self._exit_later)
+            return Response("unreachable")
+        if what == "wait-until-exit":
+            self.ctx.wait_until(self._exit_later())
+            return Response("scheduled")
+        if what == "alarm-exit":
+            await storage.set_alarm(time.time() * 1000 + 50)
+            return Response("set")
+        if what == "ws":
+            client, server = WebSocketPair()
+            self.ctx.accept_web_socket(server)
+            return Response(None, status=101, web_socket=client)
+        return Response("Not found", status=404)
+
+    async def rpc_exit(self) -> None:
+        sys.exit()
+
+    async def _exit_later(self) -> None:
+        await asyncio.sleep(0)
+        sys.exit(4)
+
+    async def alarm(self) -> None:
+        sys.exit(5)
+
+    async def web_socket_message(self, ws, message) -> None:
+        if message == "exit":
+            sys.exit()
+        ws.send(f"echo {message}")
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request: Request) -> Response:
+        parts = urlsplit(request.url).path.strip("/").split("/")
+        if parts == ["health"]:
+            return Response("ok")
+        if parts == ["entry", "exit"]:
+            sys.exit(2)
+        if parts == ["entry", "interrupt"]:
+            raise KeyboardInterrupt
+        if parts == ["entry", "wait-until-exit"]:
+
+            async def exit_later() -> None:
+                await asyncio.sleep(0)
+                sys.exit(6)
+
+            self.ctx.wait_until(exit_later())
+            return Response("scheduled")
+        if parts == ["entry", "spin"]:
+            while True:
+                pass
+        if len(parts) != 2:
+            return Response("Not found", status=404)
+        name, what = parts
+        stub = self.env.ROBUST.get_by_name(name)
+        if what == "rpc-exit":
+            await stub.rpc_exit()
+            return Response("unreachable")
+        return await stub.fetch(f"http://robust/{what}", headers=request.headers)

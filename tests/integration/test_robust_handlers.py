@@ -1,0 +1,179 @@
+"""Issue 9 §2-3 against a real ``objectd serve``: a handler fails its own event, never the server.
+
+The ``apps/robust`` app runs with ``[limits] cpu_ms = 500``.  Each bad request must get
+an error, and right after it ``/health`` and another object answer, the process is
+still alive, and SIGTERM / SIGINT still stop it with exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Server, wait_until
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+ROBUST_APP = Path(__file__).resolve().parent / "apps" / "robust"
+CPU_MESSAGE = "Worker exceeded CPU time limit."
+
+
+def start(tmp_path: Path) -> Server:
+    project = tmp_path / "robust"
+    shutil.copytree(ROBUST_APP, project, ignore=shutil.ignore_patterns(".objectd"))
+    return Server(project, tmp_path / "data").start()
+
+
+@pytest.fixture(scope="module")
+def robust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start(tmp_path_factory.mktemp("robust"))
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def client(server: Server) -> httpx.Client:
+    # Bounded: a hung server fails the test in 15 s instead of holding it forever.
+    return httpx.Client(base_url=server.url, timeout=15.0)
+
+
+def assert_serving(server: Server, http: httpx.Client) -> None:
+    assert server.proc is not None and server.proc.poll() is None, server.output
+    health = http.get("/health")
+    assert (health.status_code, health.text) == (200, "ok"), server.output
+    assert http.get("/bystander/count").status_code == 200, server.output
+
+
+# -- §2: the CPU limit stops SQLite (and Python) ----------------------------------------
+
+
+@pytest.mark.parametrize("what", ["endless", "huge", "spin"])
+def test_cpu_limit_stops_a_statement_or_loop_and_resets_only_that_object(
+    robust: Server, what: str
+) -> None:
+    name = f"cpu-{what}"
+    with client(robust) as http:
+        assert http.get(f"/{name}/count").text == "1"
+        response = http.get(f"/{name}/{what}")
+        assert response.status_code == 500, response.text
+        assert_serving(robust, http)
+        # The write made before the statement was in its batch: rolled back with the reset.
+        assert http.get(f"/{name}/get").text == "None"
+        assert http.get(f"/{name}/count").text == "2"  # committed data is intact
+    wait_until(lambda: f"reset: {CPU_MESSAGE}" in robust.output)
+    assert "OperationalError" not in robust.output
+
+
+def test_cpu_limit_stops_a_spinning_worker_entrypoint(robust: Server) -> None:
+    with client(robust) as http:
+        assert http.get("/entry/spin").status_code == 500
+        assert_serving(robust, http)
+
+
+# -- §3: sys.exit() and KeyboardInterrupt are the event's failure ----------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/exit-fetch/exit",
+        "/interrupt-fetch/interrupt",
+        "/exit-rpc/rpc-exit",
+        "/exit-bcw/bcw-exit",
+        "/ctor-exit-a/count",
+        "/entry/exit",
+        "/entry/interrupt",
+    ],
+)
+def test_handler_exit_fails_only_its_request(robust: Server, path: str) -> None:
+    with client(robust) as http:
+        response = http.get(path)
+        assert response.status_code == 500, response.text
+        assert_serving(robust, http)
+        if not path.startswith("/entry/") and not path.startswith("/ctor"):
+            name = path.split("/")[1]
+            assert http.get(f"/{name}/get").text == "None"  # reset: the write is gone
+            assert http.get(f"/{name}/count").text == "1"  # and the object works again
+
+
+def test_exit_in_wait_until_and_alarm_keeps_serving(robust: Server) -> None:
+    with client(robust) as http:
+        assert http.get("/exit-later/wait-until-exit").text == "scheduled"
+        assert http.get("/exit-alarm/alarm-exit").text == "set"
+        assert http.get("/entry/wait-until-exit").text == "scheduled"
+        wait_until(lambda: "raised SystemExit(6)" in robust.output)  # the Worker's own task
+        wait_until(lambda: "SystemExit(5)" in robust.output)  # alarm() ran and failed
+        wait_until(lambda: "SystemExit(4)" in robust.output)
+        assert_serving(robust, http)
+        assert http.get("/exit-later/count").text == "1"
+
+
+def test_exit_in_web_socket_message_closes_only_that_object(robust: Server) -> None:
+    async def main() -> None:
+        url = robust.url.replace("http://", "ws://", 1) + "/exit-ws/ws"
+        async with connect(url) as ws:
+            await ws.send("hi")
+            assert await asyncio.wait_for(ws.recv(), 5) == "echo hi"
+            await ws.send("exit")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1011  # the reset disconnects the object's sockets
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    with client(robust) as http:
+        assert_serving(robust, http)
+
+
+# -- only real signals stop the server ------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signals_still_stop_the_server_after_misbehaving_handlers(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    server = start(tmp_path)
+    try:
+        with client(server) as http:
+            for path in ("/a/exit", "/b/interrupt", "/entry/exit", "/c/endless"):
+                assert http.get(path).status_code == 500
+            assert_serving(server, http)
+        assert server.stop(sig, timeout=20) == 0, server.output
+    finally:
+        server.kill()
+
+
+def test_sigterm_during_an_endless_statement_stops_the_server(tmp_path: Path) -> None:
+    server = start(tmp_path)
+    try:
+        statuses: list[int] = []
+
+        def stuck() -> None:
+            with client(server) as http:
+                statuses.append(http.get("/stuck/endless").status_code)
+
+        request = threading.Thread(target=stuck)
+        with client(server) as http:
+            assert http.get("/stuck/count").text == "1"
+        request.start()
+        # Wait until the statement runs (the loop stops answering), then signal.
+        wait_until(lambda: _unresponsive(server))
+        assert server.stop(signal.SIGTERM, timeout=20) == 0, server.output
+        request.join(20)
+        assert statuses == [500]
+    finally:
+        server.kill()
+
+
+def _unresponsive(server: Server) -> bool:
+    try:
+        httpx.get(server.url + "/health", timeout=0.1)
+    except httpx.TimeoutException:
+        return True
+    return False
