@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from objectd.asgi.host import check_host
 from objectd.asgi.websocket import Connection
 from objectd.errors import DurableObjectError
 from objectd.fetch import Headers, Request
@@ -189,6 +190,11 @@ class ObjectdApp:
         project = self.project or await self.startup()
         try:
             request = _request_from_scope(scope, b"")
+        except (DurableObjectError, ValueError) as exc:  # the client's fault, as for HTTP
+            log.info("objectd: bad request: %s", exc)
+            await _deny(scope, send, 400, b"Bad Request", _ERROR_HEADERS)
+            return
+        try:
             request.headers.set("upgrade", "websocket")
             response = await project.fetch(request)
             socket = response.web_socket
@@ -207,18 +213,32 @@ class ObjectdApp:
 
 
 def _request_from_scope(scope: Scope, body: bytes) -> Request:
-    headers = Headers.from_raw(list(scope["headers"]))
-    host = headers.get("host")
+    """The worker's Request.  Its URL is ``scheme://{Host}{path}``: the Host header must be
+    one valid ``host[:port]`` (``asgi.host``) and the path an origin-form target, so neither
+    can move the other (issue 9 §6); anything else is a ``ValueError`` (a 400)."""
+    raw = scope["headers"]
+    host: str | None = None
+    for name, value in raw:
+        if name == b"host":
+            if host is not None:
+                raise ValueError("more than one Host header")
+            host = check_host(value)
     if host is None:
+        # HTTP/1.1 requires Host (RFC 9112 §3.2); an HTTP/1.0 request may lack it.
+        if scope.get("http_version", "1.1") == "1.1":
+            raise ValueError("no Host header")
         server = scope.get("server") or ("127.0.0.1", 80)
-        host = f"{server[0]}:{server[1]}"
+        address = f"[{server[0]}]" if ":" in str(server[0]) else server[0]
+        host = f"{address}:{server[1]}"
     raw_path = scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    if path[:1] != "/":  # "*" or an authority would become part of the URL's host
+        raise ValueError(f"request target {path!r} is not a path")
     query = scope.get("query_string", b"").decode("latin-1")
     scheme = _HTTP_SCHEMES.get(scope.get("scheme", "http"), "http")
     url = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
     method = scope.get("method", "GET")  # a websocket scope has none: the upgrade is a GET
-    return Request(url, method=method, headers=headers, body=body if body else None)
+    return Request(url, method=method, headers=Headers.from_raw(raw), body=body or None)
 
 
 _FRAMING = (b"content-length", b"transfer-encoding")
