@@ -10,6 +10,8 @@ the attack goes on, and the server's memory (``VmRSS``/``VmHWM`` from ``/proc``)
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -123,6 +125,60 @@ def tuned(project: Path, tmp_path: Path) -> Iterator[Server]:
         srv.kill()
 
 
+# -- §5 request-header size ------------------------------------------------------------------
+
+
+def test_5_header_over_128_kib_is_431(server: Server) -> None:
+    fits = get("/health", extra=b"x-big: " + b"a" * (120 * 1024) + b"\r\nconnection: close\r\n")
+    assert status(exchange(server, fits)) == 200
+    big = get("/health", extra=b"x-big: " + b"a" * (200 * 1024) + b"\r\n")
+    response = exchange(server, big)
+    assert status(response) == 431
+    assert header(response, b"connection") == b"close"
+    many = get("/health", extra=b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 100) for i in range(2000)))
+    assert status(exchange(server, many)) == 431
+
+
+def test_5_unterminated_heads_neither_stall_nor_grow_the_server(server: Server) -> None:
+    """Four connections stream a header that never ends (the issue: 200 MB stalled every
+    request for 43 s); each is cut near the limit, and /health answers meanwhile."""
+    rss_before = proc_status(server, "VmRSS")
+    sent: list[int] = []
+    stop = threading.Event()
+
+    def attack() -> None:
+        while not stop.is_set():  # reconnect at once, so the attack lasts the whole test
+            total = 0
+            with connect(server) as sock:
+                try:
+                    sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nx-endless: ")
+                    chunk = b"a" * 65536
+                    while total < 32 * MiB and not stop.is_set():
+                        sock.sendall(chunk)
+                        total += len(chunk)
+                except OSError:  # cut by the server
+                    pass
+            sent.append(total)
+
+    attackers = [threading.Thread(target=attack) for _ in range(4)]
+    for thread in attackers:
+        thread.start()
+    try:
+        for _ in range(20):
+            assert health(server) == 200
+            time.sleep(0.05)
+        rss_during = proc_status(server, "VmRSS")
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join(30)
+    assert sent, "no attack finished"
+    # What one connection got to send: the server reads ~128 KiB, the rest is what the
+    # kernel buffers on loopback before the close arrives.
+    assert max(sent) <= 16 * MiB, f"the server read {max(sent)} bytes of one head"
+    assert rss_during - rss_before < 48 * MiB, (rss_before, rss_during)
+
+
 # -- §6 Host ---------------------------------------------------------------------------------
 
 
@@ -155,3 +211,109 @@ def test_6_websocket_upgrade_with_a_bad_host_is_400(server: Server) -> None:
     with connect(server) as sock:  # the same upgrade with a good Host is accepted
         sock.sendall(get("/room/ok/websocket", host=b"localhost", extra=upgrade))
         assert status(sock.recv(65536)) == 101
+
+
+# -- §7 slow and idle connections, connection limit, descriptors -----------------------------
+
+
+def test_7_slowloris_is_cut_by_the_header_timeout(tuned: Server) -> None:
+    """One byte every 0.2 s never completes a head; --header-timeout 1 closes it."""
+    with connect(tuned) as sock:
+        request = get("/health")
+        answer = b""
+        try:
+            for byte in request[:-2]:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = read_until_closed(sock)
+    assert answer == b"" or status(answer) == 408
+    assert health(tuned) == 200
+
+
+def test_7_silent_and_idle_connections_are_closed(tuned: Server) -> None:
+    with connect(tuned) as silent:  # opens and sends nothing: closed, no answer needed
+        assert read_until_closed(silent) == b""
+    with connect(tuned) as idle:  # one request, then idle past --keep-alive-timeout
+        idle.sendall(get("/health"))
+        assert status(read_response(idle)) == 200
+        assert read_until_closed(idle) == b""
+
+
+def test_7_connections_past_the_limit_get_503(project: Path, tmp_path: Path) -> None:
+    server = start(project, tmp_path, "--max-connections", "8")
+    try:
+        held = [connect(server) for _ in range(8)]
+        try:
+            response = exchange(server, get("/health"))
+            assert status(response) == 503
+            assert header(response, b"connection") == b"close"
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.2)  # the server sees the closes
+        assert health(server) == 200
+    finally:
+        server.kill()
+
+
+def test_7_sockets_never_take_the_descriptors_objects_need(project: Path, tmp_path: Path) -> None:
+    """With 4,096 descriptors and 4,000 connections open, new objects still open their files:
+    connections past the fd-derived limit are refused, not objects."""
+    server = start(
+        project, tmp_path, "--max-live-objects", "100", "--header-timeout", "30", nofile=4096
+    )
+    held: list[socket.socket] = []
+    try:
+        refused = 0
+        for _ in range(4000):
+            try:
+                held.append(connect(server))
+            except OSError:
+                refused += 1
+        time.sleep(0.5)
+        assert server.proc is not None
+        descriptors = len(list(Path(f"/proc/{server.proc.pid}/fd").iterdir()))
+        assert descriptors < 4096 - 300, descriptors  # room for 100 objects' files is left
+        for sock in held[:50]:
+            sock.close()
+        del held[:50]
+        time.sleep(0.2)
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            for i in range(150):  # past --max-live-objects, so eviction runs too
+                response = http.get(f"/counter/fd{i}/increment")
+                assert response.status_code == 200, response.text
+    finally:
+        for sock in held:
+            sock.close()
+        server.kill()
+    assert "Too many open files" not in server.output
+
+
+def test_7_open_files_soft_limit_is_raised_to_the_hard_limit(project: Path, tmp_path: Path) -> None:
+    server = start(project, tmp_path, nofile=(1024, 8192))
+    try:
+        assert server.proc is not None
+        limits = Path(f"/proc/{server.proc.pid}/limits").read_text()
+        line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert line.split()[3:5] == ["8192", "8192"], line
+    finally:
+        server.kill()
+
+
+# -- §9 smaller ------------------------------------------------------------------------------
+
+
+def test_9_http_0_9_request_lines_are_refused(server: Server) -> None:
+    assert status(exchange(server, b"GET /health\r\n\r\n")) == 400
+    assert status(exchange(server, b"GET /health HTTP/0.9\r\n\r\n")) == 400
+    assert status(exchange(server, b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n")) == 505
+    assert status(exchange(server, get("/health", extra=b"connection: close\r\n"))) == 200
+
+
+def test_9_no_server_header(server: Server) -> None:
+    response = exchange(server, get("/health", extra=b"connection: close\r\n"))
+    assert status(response) == 200
+    assert header(response, b"server") is None
+    assert header(exchange(server, b"GET /health\r\n\r\n"), b"server") is None
