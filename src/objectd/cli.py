@@ -138,6 +138,13 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             "[default: what the open-files limit leaves after the descriptors kept for "
             "objects].",
         ),
+        click.option(
+            "--body-buffer",
+            type=ByteSize(),
+            default=_DEFAULT_LIMITS.body_buffer_bytes,
+            help="Request-body bytes buffered across all requests at most; past it 503 "
+            "[default: 256MiB].",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -178,6 +185,7 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
         OBJECTD_ANNOUNCE=url,
         OBJECTD_IDLE_TIMEOUT=str(options["idle_timeout"] or ""),
         OBJECTD_MAX_LIVE_OBJECTS=str(plan.max_live_objects),
+        OBJECTD_BODY_BUFFER=str(limits.body_buffer_bytes),
     )
     from uvicorn.supervisors import ChangeReload
 
@@ -198,6 +206,7 @@ def serve(directory: Path, data_dir: Path | None, durability: str, **options: An
         durability=Durability(durability),
         environment=options["environment"],
         settings=_settings(options, plan),
+        body_buffer_bytes=limits.body_buffer_bytes,
     )
     config = _uvicorn_config(app, limits, plan, options)
     sock = _listen(config)
@@ -241,6 +250,7 @@ def _front_limits(options: dict[str, Any]) -> tuple[FrontLimits, DescriptorPlan]
         header_timeout_s=options["header_timeout"],
         keep_alive_timeout_s=options["keep_alive_timeout"],
         max_connections=plan.max_connections,
+        body_buffer_bytes=options["body_buffer"],
     )
     return limits, plan
 
@@ -268,14 +278,14 @@ def _uvicorn_config(
         )
     log.info(
         "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
-        "request head, %g s header timeout, "
-        "%g s keep-alive",
+        "request head, %g s header timeout, %g s keep-alive, %d bytes of buffered bodies",
         plan.open_files,
         plan.max_live_objects,
         limits.max_connections,
         limits.max_header_bytes,
         limits.header_timeout_s,
         limits.keep_alive_timeout_s,
+        limits.body_buffer_bytes,
     )
     # uvicorn's `websockets` protocol is chosen on purpose: it tells a peer's Close frame from
     # a lost connection (1006), which WebSocket close events need.

@@ -9,6 +9,7 @@ the attack goes on, and the server's memory (``VmRSS``/``VmHWM`` from ``/proc``)
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -298,6 +299,66 @@ def test_7_open_files_soft_limit_is_raised_to_the_hard_limit(project: Path, tmp_
         limits = Path(f"/proc/{server.proc.pid}/limits").read_text()
         line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
         assert line.split()[3:5] == ["8192", "8192"], line
+    finally:
+        server.kill()
+
+
+# -- §8 request bodies -----------------------------------------------------------------------
+
+
+def test_8_content_length_over_100_mib_is_refused_from_the_header(server: Server) -> None:
+    post = b"POST /health HTTP/1.1\r\nHost: localhost\r\ncontent-length: %d\r\n"
+    response = exchange(server, post % (300 * MiB) + b"\r\n" + b"x" * 1000)
+    assert status(response) == 413
+    with connect(server) as sock:  # with Expect, no "100 Continue" invites the body
+        sock.sendall(post % (300 * MiB) + b"expect: 100-continue\r\n\r\n")
+        response = read_until_closed(sock)
+    assert status(response) == 413, response[:100]
+
+
+def test_8_buffered_bodies_share_one_budget(project: Path, tmp_path: Path) -> None:
+    server = start(project, tmp_path, "--body-buffer", "4MiB")
+    post = b"POST /health HTTP/1.1\r\nHost: localhost\r\ncontent-length: %d\r\n\r\n" % (3 * MiB)
+    try:
+        with connect(server) as first:
+            first.sendall(post + b"x" * MiB)  # holds 3 MiB of the 4 MiB budget
+            time.sleep(0.3)
+            response = exchange(server, post + b"x" * MiB)
+            assert status(response) == 503
+            assert header(response, b"retry-after") is not None
+            first.sendall(b"x" * (2 * MiB))
+            assert status(read_response(first)) == 200
+        with connect(server) as again:  # the budget was given back
+            again.sendall(post + b"x" * (3 * MiB))
+            assert status(read_response(again)) == 200
+    finally:
+        server.kill()
+
+
+def test_8_many_large_bodies_keep_memory_bounded(project: Path, tmp_path: Path) -> None:
+    """The issue: 16 concurrent 99 MiB bodies held 1.6 GB.  Here 8 concurrent 10 MiB
+    bodies against a 16 MiB budget: each gets 200 or 503, and the peak stays bounded."""
+    server = start(project, tmp_path, "--body-buffer", "16MiB")
+    try:
+        rss_before = proc_status(server, "VmRSS")
+        body = b"x" * (10 * MiB)
+        statuses: list[int] = []
+
+        def upload() -> None:
+            with contextlib.suppress(httpx.TransportError):
+                response = httpx.post(server.url + "/health", content=body, timeout=30)
+                statuses.append(response.status_code)
+
+        threads = [threading.Thread(target=upload) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        peak = proc_status(server, "VmHWM")
+        assert statuses and set(statuses) <= {200, 503}, statuses
+        assert 200 in statuses
+        assert peak - rss_before < 48 * MiB, (rss_before, peak)
+        assert health(server) == 200
     finally:
         server.kill()
 

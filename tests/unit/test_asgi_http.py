@@ -139,3 +139,45 @@ def test_responses_carry_their_real_content_length(
         assert body["body"] == b"hello"
     else:
         assert body["body"] == b""
+
+
+def test_content_length_over_the_limit_is_413_before_any_receive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9 §8: refused from the header, so uvicorn sends no "100 Continue"."""
+    monkeypatch.setattr(asgi_app, "MAX_BODY_BYTES", 10)
+    app = make_app(tmp_path)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [(b"host", b"h"), (b"content-length", b"11")],
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
+
+
+def test_bodies_share_one_budget_and_give_it_back(tmp_path: Path) -> None:
+    """Issue 9 §8: past the process-wide budget a request gets 503 (never a wait)."""
+    app = make_app(tmp_path)
+    app.body_buffer_bytes = 8
+    sized = [(b"host", b"h"), (b"content-length", b"6")]
+    assert call(app, sized, [b"123", b"456"]) == (200, b"POST 6")
+    app._buffered = 4  # another request holds 4 bytes
+    status, body = call(app, sized, [b"123", b"456"])
+    assert (status, body) == (503, b"Service Unavailable")
+    assert call(app, [(b"host", b"h")], [b"123", b"456"])[0] == 503  # chunked: as it comes
+    assert app._buffered == 4  # refused requests hold nothing
+    app._buffered = 0
+    assert call(app, [(b"host", b"h")], [b"123", b"456"]) == (200, b"POST 6")
+    assert app._buffered == 0

@@ -17,6 +17,11 @@ keep-alive timeout      30 s        an idle kept-alive connection is closed; lon
                                     race a client reusing a connection just closed
 connections             derived     what the open-files limit leaves after the
                                     descriptors kept for objects (``plan_descriptors``)
+body bytes, one request 100 MiB     Cloudflare's smallest plan; a larger Content-Length
+                                    is refused (413) before any of the body is read
+body bytes, all         256 MiB     room for two 100 MiB uploads at once; past it 503
+requests                            with Retry-After, never a wait: requests holding
+                                    parts of the budget would wait for each other
 ======================  ==========  ==================================================
 
 Descriptors: the soft open-files limit is raised to the hard limit at start (Linux's
@@ -65,6 +70,7 @@ class FrontLimits:
     keep_alive_timeout_s: float = 30.0
     # None: no limit of the front's own (``serve`` always derives one from descriptors).
     max_connections: int | None = None
+    body_buffer_bytes: int = 256 * MiB
 
 
 def raise_open_files_limit() -> int:
