@@ -48,6 +48,7 @@ def exchange(
     headers: list[tuple[bytes, bytes]],
     body_chunks: list[bytes],
     method: str = "POST",
+    **extra: Any,
 ) -> list[dict[str, Any]]:
     """One HTTP request through the app; returns the ASGI messages it sent."""
 
@@ -73,6 +74,7 @@ def exchange(
             "query_string": b"",
             "headers": headers,
             "scheme": "http",
+            **extra,
         }
         try:
             await app(scope, receive, send)
@@ -181,3 +183,12 @@ def test_bodies_share_one_budget_and_give_it_back(tmp_path: Path) -> None:
     app._buffered = 0
     assert call(app, [(b"host", b"h")], [b"123", b"456"]) == (200, b"POST 6")
     assert app._buffered == 0
+
+
+@pytest.mark.parametrize(
+    ("version", "status"), [("0.9", 400), ("2.0", 505), ("1.2", 505), ("1.0", 200), ("2", 200)]
+)
+def test_http_versions(tmp_path: Path, version: str, status: int) -> None:
+    """Issue 9 §9: an HTTP/0.9-style request line (llhttp reads it as 0.9) is refused."""
+    sent = exchange(make_app(tmp_path), [(b"host", b"h")], [b""], "GET", http_version=version)
+    assert sent[0]["status"] == status

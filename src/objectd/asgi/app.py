@@ -42,6 +42,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _HTTP_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+# The versions an ASGI scope may carry; a request line of another (HTTP/0.9 has none, or
+# "HTTP/2.0" over HTTP/1 framing) is refused.
+_HTTP_VERSIONS = frozenset({"1.0", "1.1", "2", "3"})
+_UNSUPPORTED = (505, b"HTTP Version Not Supported")
 # Handshake headers the server writes itself; the rest of a 101 response's headers go out.
 _HANDSHAKE_HEADERS = frozenset(
     {
@@ -143,6 +147,12 @@ class ObjectdApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        version = scope.get("http_version", "1.1")
+        if version not in _HTTP_VERSIONS:
+            # llhttp reads a request line without a version as HTTP/0.9 (issue 9 §9).
+            status, text = (400, b"Bad Request") if version[:2] == "0." else _UNSUPPORTED
+            await _send_plain(send, status, text, _ERROR_HEADERS)
+            return
         try:
             host, length = _scan_headers(scope)
         except ValueError as exc:  # the client's fault, not the worker's

@@ -11,7 +11,7 @@ subclass adds, per connection:
   they arrive (one addition per read, not per header); past ``max_header_bytes`` the
   connection gets 431 and is closed, so no head costs more than the limit plus one read.
   The count can include body bytes that came in the same read as the head's end, so a
-  head that completes over the count is measured exactly before it is refused.
+  head that completes over the count is measured from what was parsed before a 431.
 - **a header timeout**: a connection must complete its first head within
   ``header_timeout_s`` of opening, and later heads within that time of their first
   partial read (a complete head in one read, the common case, arms no timer); past it
@@ -20,10 +20,11 @@ subclass adds, per connection:
 - **a connection limit**: past ``max_connections`` open connections (WebSockets
   included), a new one is answered 503 at once and closed, so it holds its descriptor
   for one loop turn only.
-- **HTTP/1.x only**: an HTTP/0.9-style request line is 400, another version 505.
 
-Everything else is uvicorn's.  The limits travel in :class:`ServerConfig`, which
-uvicorn hands to every protocol instance (and pickles into ``objectd dev``'s worker).
+Everything else is uvicorn's.  (The HTTP version is checked by the app, whose scope
+already has it: here it would cost a second ``get_http_version`` per request.)  The
+limits travel in :class:`ServerConfig`, which uvicorn hands to every protocol instance
+(and pickles into ``objectd dev``'s worker).
 """
 
 from __future__ import annotations
@@ -170,10 +171,6 @@ class HttpProtocol(HttpToolsProtocol):
         if self._head_bytes > self._max_head and self._head_size() > self._max_head:
             raise _Refusal(431)
         self._head_bytes = -1
-        version = self.parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            # llhttp reads a request line without a version as HTTP/0.9.
-            raise _Refusal(400 if version.startswith("0.") else 505)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
