@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
 
 from objectd import __version__
 from objectd.asgi import ObjectdApp
+from objectd.asgi.limits import (
+    DescriptorPlan,
+    FrontLimits,
+    plan_descriptors,
+    raise_open_files_limit,
+)
+from objectd.asgi.protocol import ServerConfig
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.config import find_config
 from objectd.errors import ConfigError
@@ -31,7 +39,30 @@ from objectd.runtime.settings import RuntimeSettings
 __all__ = ["main"]
 
 MAX_WS_MESSAGE_BYTES = 32 * 1024 * 1024
+_DEFAULT_LIMITS = FrontLimits()
+_DEFAULT_SETTINGS = RuntimeSettings()
+# click's ParamType is generic from click 8.4 on; older ones cannot be subscripted.
+if TYPE_CHECKING:
+    _IntParamType = click.ParamType[int]
+else:
+    _IntParamType = click.ParamType
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _RELOAD_INCLUDES = ["*.py", "wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars*"]
+
+
+class ByteSize(_IntParamType):
+    """A size in bytes: ``131072``, ``128KiB``, ``256MiB``, ``1GiB`` (K/M/G mean the same)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"(\d+)\s*(?:([kmg])i?)?b?", str(value).strip(), re.IGNORECASE)
+        size = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()] if match else 0
+        if size < 1:
+            self.fail(f"{value!r} is not a size (e.g. 131072, 128KiB, 256MiB)", param, ctx)
+        return size
 
 
 def _common(function: click.decorators.FC) -> click.decorators.FC:
@@ -71,14 +102,56 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             help="Seconds an idle object stays in memory before it is evicted (hibernated; "
             "its hibernatable WebSockets stay open) [default: 10].",
         ),
+        click.option(
+            "--max-live-objects",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Objects kept in memory at most (the least recently used idle one goes "
+            "first) [default: 2000, fewer if the open-files limit is too low for them].",
+        ),
+        click.option(
+            "--max-header-bytes",
+            type=ByteSize(),
+            default=_DEFAULT_LIMITS.max_header_bytes,
+            help="Total size of a request's head; past it 431 (Cloudflare: 128 KB) "
+            "[default: 128KiB].",
+        ),
+        click.option(
+            "--header-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_DEFAULT_LIMITS.header_timeout_s,
+            show_default=True,
+            help="Seconds a connection has to send a complete request head; past it 408.",
+        ),
+        click.option(
+            "--keep-alive-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_DEFAULT_LIMITS.keep_alive_timeout_s,
+            show_default=True,
+            help="Seconds an idle kept-alive connection stays open.",
+        ),
+        click.option(
+            "--max-connections",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Open client connections at most (WebSockets included); past it 503 "
+            "[default: what the open-files limit leaves after the descriptors kept for "
+            "objects].",
+        ),
+        click.option(
+            "--body-buffer",
+            type=ByteSize(),
+            default=_DEFAULT_LIMITS.body_buffer_bytes,
+            help="Request-body bytes buffered across all requests at most; past it 503 "
+            "[default: 256MiB].",
+        ),
         # WebSockets
         click.option(
             "--ws-send-buffer",
-            type=click.IntRange(min=1),
+            type=ByteSize(),
             default=DEFAULT_SEND_BUFFER,
-            show_default=True,
             help="Bytes buffered for one WebSocket peer, at most (plus one message); a peer "
-            "further behind is closed with 1008.",
+            "further behind is closed with 1008 [default: 4MiB].",
         ),
         click.option(
             "--ws-ping-interval",
@@ -109,31 +182,16 @@ def main() -> None:
 
 @main.command()
 @_common
-def dev(
-    directory: Path,
-    host: str,
-    port: int,
-    data_dir: Path | None,
-    durability: str,
-    environment: str | None,
-    log_level: str,
-    access_log: bool,
-    idle_timeout: float | None,
-    ws_send_buffer: int,
-    ws_ping_interval: float,
-    ws_ping_timeout: float,
-) -> None:
+def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any) -> None:
     """Serve DIRECTORY for development, reloading when its code or config changes."""
     directory = directory.resolve()
     _check_project(directory)
+    limits, plan = _front_limits(options)
     config = _uvicorn_config(
         "objectd.asgi:app_from_environment",
-        host,
-        port,
-        log_level,
-        access_log,
-        ws_ping_interval=ws_ping_interval or None,
-        ws_ping_timeout=ws_ping_timeout,
+        limits,
+        plan,
+        options,
         factory=True,
         reload=True,
         reload_dirs=[str(directory)],
@@ -141,15 +199,17 @@ def dev(
         reload_excludes=[".objectd/*", ".venv/*"],
     )
     sock = _listen(config)
-    url = _url(host, sock.getsockname()[1])
+    url = _url(options["host"], sock.getsockname()[1])
     os.environ.update(
         OBJECTD_PROJECT=str(directory),
         OBJECTD_DATA_DIR=str(data_dir.resolve()) if data_dir else "",
         OBJECTD_DURABILITY=durability,
-        OBJECTD_ENV=environment or "",
+        OBJECTD_ENV=options["environment"] or "",
         OBJECTD_ANNOUNCE=url,
-        OBJECTD_IDLE_TIMEOUT=str(idle_timeout or ""),
-        OBJECTD_WS_SEND_BUFFER=str(ws_send_buffer),
+        OBJECTD_IDLE_TIMEOUT=str(options["idle_timeout"] or ""),
+        OBJECTD_MAX_LIVE_OBJECTS=str(plan.max_live_objects),
+        OBJECTD_BODY_BUFFER=str(limits.body_buffer_bytes),
+        OBJECTD_WS_SEND_BUFFER=str(options["ws_send_buffer"]),
     )
     from uvicorn.supervisors import ChangeReload
 
@@ -159,42 +219,23 @@ def dev(
 
 @main.command()
 @_common
-def serve(
-    directory: Path,
-    host: str,
-    port: int,
-    data_dir: Path | None,
-    durability: str,
-    environment: str | None,
-    log_level: str,
-    access_log: bool,
-    idle_timeout: float | None,
-    ws_send_buffer: int,
-    ws_ping_interval: float,
-    ws_ping_timeout: float,
-) -> None:
+def serve(directory: Path, data_dir: Path | None, durability: str, **options: Any) -> None:
     """Serve DIRECTORY in production (no reloading)."""
     directory = directory.resolve()
     _check_project(directory)
+    limits, plan = _front_limits(options)
     app = ObjectdApp(
         directory,
         data_dir=data_dir.resolve() if data_dir else None,
         durability=Durability(durability),
-        environment=environment,
-        settings=RuntimeSettings(idle_timeout_s=idle_timeout) if idle_timeout else None,
-        ws_send_buffer=ws_send_buffer,
+        environment=options["environment"],
+        settings=_settings(options, plan),
+        body_buffer_bytes=limits.body_buffer_bytes,
+        ws_send_buffer=options["ws_send_buffer"],
     )
-    config = _uvicorn_config(
-        app,
-        host,
-        port,
-        log_level,
-        access_log,
-        ws_ping_interval=ws_ping_interval or None,
-        ws_ping_timeout=ws_ping_timeout,
-    )
+    config = _uvicorn_config(app, limits, plan, options)
     sock = _listen(config)
-    app.announce = _url(host, sock.getsockname()[1])
+    app.announce = _url(options["host"], sock.getsockname()[1])
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
     # handlers it found installed. With these in place, a graceful stop exits 0.
@@ -205,6 +246,40 @@ def serve(
         sys.exit(1)
 
 
+def _settings(options: dict[str, Any], plan: DescriptorPlan) -> RuntimeSettings | None:
+    changed: dict[str, Any] = {}
+    if options["idle_timeout"]:
+        changed["idle_timeout_s"] = options["idle_timeout"]
+    if plan.max_live_objects != _DEFAULT_SETTINGS.max_live_objects:
+        changed["max_live_objects"] = plan.max_live_objects
+    return RuntimeSettings(**changed) if changed else None
+
+
+def _front_limits(options: dict[str, Any]) -> tuple[FrontLimits, DescriptorPlan]:
+    """The front's limits from the options, and how descriptors are shared between
+    objects and connections, after raising the open-files limit to the hard limit."""
+    given = options["max_live_objects"]
+    try:
+        plan = plan_descriptors(
+            raise_open_files_limit(),
+            given if given is not None else _DEFAULT_SETTINGS.max_live_objects,
+            max_connections=options["max_connections"],
+            live_objects_given=given is not None,
+        )
+    except ValueError as exc:
+        raise click.ClickException(
+            f"{exc}; raise the limit (ulimit -n), or lower --max-live-objects or --max-connections"
+        ) from None
+    limits = FrontLimits(
+        max_header_bytes=options["max_header_bytes"],
+        header_timeout_s=options["header_timeout"],
+        keep_alive_timeout_s=options["keep_alive_timeout"],
+        max_connections=plan.max_connections,
+        body_buffer_bytes=options["body_buffer"],
+    )
+    return limits, plan
+
+
 def _check_project(directory: Path) -> None:
     try:
         find_config(directory)
@@ -213,25 +288,46 @@ def _check_project(directory: Path) -> None:
 
 
 def _uvicorn_config(
-    app: Any, host: str, port: int, log_level: str, access_log: bool, **extra: Any
+    app: Any, limits: FrontLimits, plan: DescriptorPlan, options: dict[str, Any], **extra: Any
 ) -> uvicorn.Config:
+    log_level = options["log_level"]
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    return uvicorn.Config(
+    log = logging.getLogger("objectd")
+    if plan.scaled:
+        log.warning(
+            "objectd: the open-files limit (%d) is low: at most %d objects stay live (not "
+            "%d) so that connections cannot take their descriptors; raise it (ulimit -n)",
+            plan.open_files,
+            plan.max_live_objects,
+            _DEFAULT_SETTINGS.max_live_objects,
+        )
+    log.info(
+        "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
+        "request head, %g s header timeout, %g s keep-alive, %d bytes of buffered bodies",
+        plan.open_files,
+        plan.max_live_objects,
+        limits.max_connections,
+        limits.max_header_bytes,
+        limits.header_timeout_s,
+        limits.keep_alive_timeout_s,
+        limits.body_buffer_bytes,
+    )
+    return ServerConfig(
         app,
-        host=host,
-        port=port,
+        limits=limits,
+        host=options["host"],
+        port=options["port"],
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
         # uvicorn's maintained sans-I/O implementation, with objectd's close codes and bounds
         # (a name, not the class: `objectd dev` hands the config to a reloaded process).
         ws="objectd.asgi.ws_protocol:WebSocketProtocol",
+        ws_ping_interval=options["ws_ping_interval"] or None,
+        ws_ping_timeout=options["ws_ping_timeout"],
         lifespan="on",
         log_level=log_level,
-        access_log=access_log,
+        access_log=options["access_log"],
+        backlog=plan.backlog,
         timeout_graceful_shutdown=30,
-        # Keep idle client connections longer than uvicorn's 5 s, so a busy moment on the
-        # loop does not race a client reusing a connection the server just closed.
-        timeout_keep_alive=30,
         ws_max_size=MAX_WS_MESSAGE_BYTES,  # spec §8: received messages up to 32 MiB
         # No permessage-deflate: its zlib state costs ~90 KB per socket (measured: 119 KB
         # -> 28 KB per idle socket), which hibernation is meant to make cheap.

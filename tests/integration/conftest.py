@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -23,8 +24,17 @@ _READY = re.compile(r"objectd: serving \S+ on (http://\S+)")
 class Server:
     """One ``objectd serve`` process; its output is kept for failure messages."""
 
-    def __init__(self, project: Path, data_dir: Path, *args: str, mode: str = "serve") -> None:
+    def __init__(
+        self,
+        project: Path,
+        data_dir: Path,
+        *args: str,
+        mode: str = "serve",
+        nofile: int | tuple[int, int] | None = None,
+    ) -> None:
+        """``nofile``: the open-files limit (soft, hard) the server process starts with."""
         self.mode = mode
+        self.nofile = (nofile, nofile) if isinstance(nofile, int) else nofile
         self.project = project
         self.data_dir = data_dir
         self.args = args
@@ -36,6 +46,7 @@ class Server:
         self.lines = []
         self.url = ""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        nofile = self.nofile
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -53,6 +64,11 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            preexec_fn=(
+                (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
+                if nofile is not None
+                else None
+            ),
         )
         ready = threading.Event()
         self._drainer = threading.Thread(target=self._drain, args=(ready,), daemon=True)

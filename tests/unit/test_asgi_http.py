@@ -48,6 +48,7 @@ def exchange(
     headers: list[tuple[bytes, bytes]],
     body_chunks: list[bytes],
     method: str = "POST",
+    **extra: Any,
 ) -> list[dict[str, Any]]:
     """One HTTP request through the app; returns the ASGI messages it sent."""
 
@@ -73,6 +74,7 @@ def exchange(
             "query_string": b"",
             "headers": headers,
             "scheme": "http",
+            **extra,
         }
         try:
             await app(scope, receive, send)
@@ -139,3 +141,54 @@ def test_responses_carry_their_real_content_length(
         assert body["body"] == b"hello"
     else:
         assert body["body"] == b""
+
+
+def test_content_length_over_the_limit_is_413_before_any_receive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9 §8: refused from the header, so uvicorn sends no "100 Continue"."""
+    monkeypatch.setattr(asgi_app, "MAX_BODY_BYTES", 10)
+    app = make_app(tmp_path)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [(b"host", b"h"), (b"content-length", b"11")],
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
+
+
+def test_bodies_share_one_budget_and_give_it_back(tmp_path: Path) -> None:
+    """Issue 9 §8: past the process-wide budget a request gets 503 (never a wait)."""
+    app = make_app(tmp_path)
+    app.body_buffer_bytes = 8
+    sized = [(b"host", b"h"), (b"content-length", b"6")]
+    assert call(app, sized, [b"123", b"456"]) == (200, b"POST 6")
+    app._buffered = 4  # another request holds 4 bytes
+    status, body = call(app, sized, [b"123", b"456"])
+    assert (status, body) == (503, b"Service Unavailable")
+    assert call(app, [(b"host", b"h")], [b"123", b"456"])[0] == 503  # chunked: as it comes
+    assert app._buffered == 4  # refused requests hold nothing
+    app._buffered = 0
+    assert call(app, [(b"host", b"h")], [b"123", b"456"]) == (200, b"POST 6")
+    assert app._buffered == 0
+
+
+@pytest.mark.parametrize(
+    ("version", "status"), [("0.9", 400), ("2.0", 505), ("1.2", 505), ("1.0", 200), ("2", 200)]
+)
+def test_http_versions(tmp_path: Path, version: str, status: int) -> None:
+    """Issue 9 §9: an HTTP/0.9-style request line (llhttp reads it as 0.9) is refused."""
+    sent = exchange(make_app(tmp_path), [(b"host", b"h")], [b""], "GET", http_version=version)
+    assert sent[0]["status"] == status

@@ -1,7 +1,9 @@
 """The HTTP/WebSocket front (L3): an ASGI application that serves a project.
 
 ``app`` holds :class:`ObjectdApp` (lifespan, HTTP requests, upgrades); ``websocket``
-the network side of a relayed WebSocket.
+the network side of a relayed WebSocket; ``host`` the Host header check; ``protocol``
+the HTTP/1.1 connection uvicorn runs (head size, header timeout, connection limit) and
+``limits`` the front's bounds with their defaults and how descriptors are shared.
 """
 
 from objectd.asgi.app import MAX_BODY_BYTES, ObjectdApp, app_from_environment

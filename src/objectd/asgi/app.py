@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from objectd.asgi.host import check_host
+from objectd.asgi.limits import FrontLimits
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
 from objectd.errors import DurableObjectError
 from objectd.fetch import Headers, Request
@@ -40,6 +42,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _HTTP_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+# The versions an ASGI scope may carry; a request line of another (HTTP/0.9 has none, or
+# "HTTP/2.0" over HTTP/1 framing) is refused.
+_HTTP_VERSIONS = frozenset({"1.0", "1.1", "2", "3"})
+_UNSUPPORTED = (505, b"HTTP Version Not Supported")
 # Handshake headers the server writes itself; the rest of a 101 response's headers go out.
 _HANDSHAKE_HEADERS = frozenset(
     {
@@ -61,6 +67,7 @@ _ERROR_HEADERS = [
     (b"content-type", b"text/plain;charset=UTF-8"),
     (b"connection", b"close"),
 ]
+_BUSY_HEADERS = [*_ERROR_HEADERS, (b"retry-after", b"1")]
 
 
 class ObjectdApp:
@@ -75,6 +82,7 @@ class ObjectdApp:
         environment: str | None = None,
         announce: str | None = None,
         settings: RuntimeSettings | None = None,
+        body_buffer_bytes: int = FrontLimits().body_buffer_bytes,
         ws_send_buffer: int = DEFAULT_SEND_BUFFER,
     ) -> None:
         self.project_dir = Path(project_dir)
@@ -83,6 +91,10 @@ class ObjectdApp:
         self.environment = environment
         self.announce = announce
         self.settings = settings
+        # Request-body bytes all requests in progress may buffer together (issue 9 §8),
+        # and how many they hold now.
+        self.body_buffer_bytes = body_buffer_bytes
+        self._buffered = 0
         self.ws_send_buffer = ws_send_buffer  # bytes buffered per WebSocket peer, at most
         self.project: Project | None = None
 
@@ -137,23 +149,70 @@ class ObjectdApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:  # one request must not exhaust the whole process
-                await _send_plain(send, 413, b"Payload Too Large", _ERROR_HEADERS)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        version = scope.get("http_version", "1.1")
+        if version not in _HTTP_VERSIONS:
+            # llhttp reads a request line without a version as HTTP/0.9 (issue 9 §9).
+            status, text = (400, b"Bad Request") if version[:2] == "0." else _UNSUPPORTED
+            await _send_plain(send, status, text, _ERROR_HEADERS)
+            return
+        try:
+            host, length = _scan_headers(scope)
+        except ValueError as exc:  # the client's fault, not the worker's
+            log.info("objectd: bad request: %s", exc)
+            await _send_plain(send, 400, b"Bad Request", _ERROR_HEADERS)
+            return
+        # Refused from the header, before the first receive(): no "100 Continue" invites
+        # the body, and none of it is buffered (issue 9 §8).
+        if length > MAX_BODY_BYTES:  # one request must not exhaust the whole process
+            await _send_plain(send, 413, b"Payload Too Large", _ERROR_HEADERS)
+            return
+        if length and not self._reserve(length):
+            await _send_plain(send, 503, b"Service Unavailable", _BUSY_HEADERS)
+            return
+        reserved = length
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > reserved:  # no Content-Length (chunked): reserve as it comes
+                        if size > MAX_BODY_BYTES:
+                            await _send_plain(send, 413, b"Payload Too Large", _ERROR_HEADERS)
+                            return
+                        if not self._reserve(size - reserved):
+                            await _send_plain(send, 503, b"Service Unavailable", _BUSY_HEADERS)
+                            return
+                        reserved = size
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            del chunks
+            await self._respond(scope, host, body, send)
+        finally:
+            if reserved:
+                self._buffered -= reserved
+
+    def _reserve(self, size: int) -> bool:
+        """Take ``size`` bytes of the process-wide body budget, if it has them.
+
+        Past the budget a request is refused (503), never made to wait: requests each
+        holding part of the budget would wait for one another, and none would finish.
+        """
+        if self._buffered + size > self.body_buffer_bytes:
+            return False
+        self._buffered += size
+        return True
+
+    async def _respond(self, scope: Scope, host: str | None, body: bytes, send: Send) -> None:
         project = self.project or await self.startup()
         try:
-            request = _request_from_scope(scope, b"".join(chunks))
+            request = _request_from_scope(scope, host, body)
         except (DurableObjectError, ValueError) as exc:  # the client's fault, not the worker's
             log.info("objectd: bad request: %s", exc)
             await _send_plain(send, 400, b"Bad Request", _ERROR_HEADERS)
@@ -190,7 +249,12 @@ class ObjectdApp:
             return
         project = self.project or await self.startup()
         try:
-            request = _request_from_scope(scope, b"")
+            request = _request_from_scope(scope, _scan_headers(scope)[0], b"")
+        except (DurableObjectError, ValueError) as exc:  # the client's fault, as for HTTP
+            log.info("objectd: bad request: %s", exc)
+            await _deny(scope, send, 400, b"Bad Request", _ERROR_HEADERS)
+            return
+        try:
             request.headers.set("upgrade", "websocket")
             response = await project.fetch(request)
             socket = response.web_socket
@@ -208,19 +272,52 @@ class ObjectdApp:
         await connection.run(receive, link)
 
 
-def _request_from_scope(scope: Scope, body: bytes) -> Request:
-    headers = Headers.from_raw(list(scope["headers"]))
-    host = headers.get("host")
+def _scan_headers(scope: Scope) -> tuple[str | None, int]:
+    """The checked Host (None if absent) and the Content-Length (0 if absent), in one pass.
+
+    The worker's URL is ``scheme://{Host}{path}``, so the Host must be one valid
+    ``host[:port]`` (``asgi.host``) or neither part could be trusted (issue 9 §6).
+    """
+    host: str | None = None
+    length: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            if host is not None:
+                raise ValueError("more than one Host header")
+            host = check_host(value)
+        elif name == b"content-length":
+            if length is not None:
+                raise ValueError("more than one Content-Length header")
+            length = value
+    if length is None:
+        return host, 0
+    if not length.isdigit():
+        raise ValueError(f"invalid Content-Length {length!r}")
+    return host, int(length)
+
+
+def _request_from_scope(scope: Scope, host: str | None, body: bytes) -> Request:
+    """The worker's Request, with ``host`` from :func:`_scan_headers`.  The target must be
+    a path, so that it cannot move into the URL's host; anything else is a ``ValueError``
+    (a 400)."""
     if host is None:
+        # HTTP/1.1 requires Host (RFC 9112 §3.2); an HTTP/1.0 request may lack it.
+        if scope.get("http_version", "1.1") == "1.1":
+            raise ValueError("no Host header")
         server = scope.get("server") or ("127.0.0.1", 80)
-        host = f"{server[0]}:{server[1]}"
+        address = f"[{server[0]}]" if ":" in str(server[0]) else server[0]
+        host = f"{address}:{server[1]}"
     raw_path = scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    if path[:1] != "/":  # "*" or an authority would become part of the URL's host
+        raise ValueError(f"request target {path!r} is not a path")
     query = scope.get("query_string", b"").decode("latin-1")
     scheme = _HTTP_SCHEMES.get(scope.get("scheme", "http"), "http")
     url = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
     method = scope.get("method", "GET")  # a websocket scope has none: the upgrade is a GET
-    return Request(url, method=method, headers=headers, body=body if body else None)
+    return Request(
+        url, method=method, headers=Headers.from_raw(scope["headers"]), body=body or None
+    )
 
 
 _FRAMING = (b"content-length", b"transfer-encoding")
@@ -256,6 +353,13 @@ def app_from_environment() -> ObjectdApp:
     """Factory used by ``objectd dev``'s reloader: settings come from OBJECTD_* variables."""
     env = os.environ
     idle = env.get("OBJECTD_IDLE_TIMEOUT")
+    live = env.get("OBJECTD_MAX_LIVE_OBJECTS")
+    changed: dict[str, Any] = {}
+    if idle:
+        changed["idle_timeout_s"] = float(idle)
+    if live:
+        changed["max_live_objects"] = int(live)
+    buffer = env.get("OBJECTD_BODY_BUFFER")
     send_buffer = env.get("OBJECTD_WS_SEND_BUFFER")
     return ObjectdApp(
         env["OBJECTD_PROJECT"],
@@ -263,7 +367,8 @@ def app_from_environment() -> ObjectdApp:
         durability=Durability(env.get("OBJECTD_DURABILITY", "fsync")),
         environment=env.get("OBJECTD_ENV") or None,
         announce=env.get("OBJECTD_ANNOUNCE") or None,
-        settings=RuntimeSettings(idle_timeout_s=float(idle)) if idle else None,
+        settings=RuntimeSettings(**changed) if changed else None,
+        body_buffer_bytes=int(buffer) if buffer else FrontLimits().body_buffer_bytes,
         ws_send_buffer=int(send_buffer) if send_buffer else DEFAULT_SEND_BUFFER,
     )
 

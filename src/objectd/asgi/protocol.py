@@ -1,0 +1,233 @@
+"""HTTP/1.1 connections: uvicorn's httptools protocol with the bounds a public server needs.
+
+uvicorn's ``HttpToolsProtocol`` (checked against uvicorn 0.55) parses with httptools,
+which has no header-size limit (uvicorn's applies to h11 only) and concatenates a header
+value across reads, so one connection streaming an endless header took the whole loop
+(issue 9 §5: 200 MB stalled every request for 43 s).  It also arms no timer until a
+first response, so a connection that never completes a head stays forever (§7).  This
+subclass adds, per connection:
+
+- **a head-size bound**: the bytes received while a head is incomplete are counted as
+  they arrive (one addition per read, not per header); past ``max_header_bytes`` the
+  connection gets 431 and is closed, so no head costs more than the limit plus one read.
+  The count can include body bytes that came in the same read as the head's end, so a
+  head that completes over the count is measured from what was parsed before a 431.
+- **a header timeout**: a connection must complete its first head within
+  ``header_timeout_s`` of opening, and later heads within that time of their first
+  partial read (a complete head in one read, the common case, arms no timer); past it
+  408, or a plain close if nothing was sent.  Idle kept-alive connections keep uvicorn's
+  keep-alive timer.
+- **a connection limit**: past ``max_connections`` open connections (WebSockets
+  included), a new one is answered 503 at once and closed, so it holds its descriptor
+  for one loop turn only.
+
+Everything else is uvicorn's.  (The HTTP version is checked by the app, whose scope
+already has it: here it would cost a second ``get_http_version`` per request.)  The
+limits travel in :class:`ServerConfig`, which uvicorn hands to every protocol instance
+(and pickles into ``objectd dev``'s worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from asyncio import TimerHandle
+from typing import Any
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from objectd.asgi.limits import FrontLimits
+
+__all__ = ["HttpProtocol", "ServerConfig"]
+
+log = logging.getLogger("objectd")
+
+# How often a flood of refused connections is logged at most.
+_REFUSAL_LOG_INTERVAL_S = 10.0
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's configuration for objectd: :class:`HttpProtocol` with ``limits``, no
+    ``server`` header, and the keep-alive timeout of the limits."""
+
+    def __init__(self, app: Any, *, limits: FrontLimits, **kwargs: Any) -> None:
+        super().__init__(
+            app,
+            http=HttpProtocol,
+            server_header=False,
+            # Typed int by uvicorn, which only hands it to call_later: a float works.
+            timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
+            **kwargs,
+        )
+        self.limits = limits
+
+
+class _Refusal(Exception):
+    """Raised from a parser callback: the head is refused with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _RefusalLog:
+    """Counts refused connections and logs them at most once per interval."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at = -_REFUSAL_LOG_INTERVAL_S
+
+    def note(self, limit: int) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.logged_at >= _REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "objectd: %d connection(s) refused with 503: %d are open, the limit "
+                "(--max-connections)",
+                self.count,
+                limit,
+            )
+            self.count = 0
+            self.logged_at = now
+
+
+_refusals = _RefusalLog()
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """One client connection (see the module docstring for what is added to uvicorn's)."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits = config.limits if isinstance(config, ServerConfig) else FrontLimits()
+        self._max_connections = limits.max_connections
+        self._max_head = limits.max_header_bytes
+        self._head_timeout = limits.header_timeout_s
+        # Bytes received for the head being read; -1 while there is none (a body, or a
+        # refused connection).  Reads after a head's end in the same read are not counted.
+        self._head_bytes = 0
+        self._head_timer: TimerHandle | None = None
+
+    # -- connection ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        limit = self._max_connections
+        if limit is not None and len(self.connections) >= limit:
+            self.transport = transport  # uvicorn's connection_lost closes it
+            self._head_bytes = -1
+            _refusals.note(limit)
+            transport.write(self._response(503, b"Service Unavailable", b"retry-after: 1\r\n"))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's data_received, with the head count and the refusals of this class.
+        self._unset_keepalive_if_required()
+        if self._head_bytes >= 0:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _Refusal):  # raised by a callback of ours
+                self._refuse(exc.__context__.status)
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        if self._head_bytes > 0:  # a head is incomplete after this read
+            if self._head_bytes > self._max_head:
+                self._refuse(431)
+            elif self._head_timer is None:
+                self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+
+    # -- parser callbacks ----------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        if self._head_timer is not None:
+            self._cancel_head_timer()
+        if self._head_bytes > self._max_head and self._head_size() > self._max_head:
+            raise _Refusal(431)
+        self._head_bytes = -1
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._head_bytes = 0  # the next bytes begin the next head
+        super().on_message_complete()
+
+    # -- refusals ------------------------------------------------------------------------
+
+    def _head_size(self) -> int:
+        """The head's size as parsed (request line and header lines, approximately)."""
+        size = len(self.url) + 16
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+        return size
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self._head_bytes < 0:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head waits behind a response still being made: the wait is
+            # the server's, not the client's.
+            self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+            return
+        if self._head_bytes == 0:
+            self.transport.close()  # nothing was sent: nothing to answer
+        else:
+            self._refuse(408)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse(self, status: int) -> None:
+        """Answer ``status`` and close; a response under way is not interleaved with it."""
+        self._head_bytes = -1
+        self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            phrase = STATUS_LINE[status][13:-2]  # b"HTTP/1.1 431 " ... b"\r\n"
+            self.transport.write(self._response(status, phrase))
+        self.transport.close()
+
+    def _response(self, status: int, body: bytes, extra: bytes = b"") -> bytes:
+        content = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: %d\r\n" % len(body),
+                b"connection: close\r\n",
+                extra,
+                b"\r\n",
+                body,
+            ]
+        )
+        return b"".join(content)
