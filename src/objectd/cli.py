@@ -22,7 +22,7 @@ import click
 import uvicorn
 
 from objectd import __version__
-from objectd.asgi import ObjectdApp
+from objectd.asgi import ObjectdApp, logs
 from objectd.asgi.limits import (
     DescriptorPlan,
     FrontLimits,
@@ -291,7 +291,7 @@ def _uvicorn_config(
     app: Any, limits: FrontLimits, plan: DescriptorPlan, options: dict[str, Any], **extra: Any
 ) -> uvicorn.Config:
     log_level = options["log_level"]
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(log_level, access_log=options["access_log"])
     log = logging.getLogger("objectd")
     if plan.scaled:
         log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -64,6 +65,8 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            # objectd dev serves from a child of its reloader: kill() ends the group.
+            start_new_session=self.mode == "dev",
             preexec_fn=(
                 (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
                 if nofile is not None
@@ -102,7 +105,10 @@ class Server:
 
     def kill(self) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
+            if self.mode == "dev":
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            elif self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait(10)
             self._close_output()

@@ -40,6 +40,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from objectd.asgi import logs
 from objectd.asgi.limits import FrontLimits
 
 __all__ = ["HttpProtocol", "ServerConfig"]
@@ -52,7 +53,8 @@ _REFUSAL_LOG_INTERVAL_S = 10.0
 
 class ServerConfig(uvicorn.Config):
     """uvicorn's configuration for objectd: :class:`HttpProtocol` with ``limits``, no
-    ``server`` header, and the keep-alive timeout of the limits."""
+    ``server`` header, the keep-alive timeout of the limits, and objectd's log
+    (:mod:`objectd.asgi.logs`) in every process that serves."""
 
     def __init__(self, app: Any, *, limits: FrontLimits, **kwargs: Any) -> None:
         super().__init__(
@@ -64,6 +66,10 @@ class ServerConfig(uvicorn.Config):
             **kwargs,
         )
         self.limits = limits
+
+    def configure_logging(self) -> None:
+        super().configure_logging()
+        logs.configure(self.log_level or "info", access_log=self.access_log)
 
 
 class _Refusal(Exception):
