@@ -4,11 +4,12 @@
 ``DIR/.objectd/`` and restarts the serving process when code or config changes
 (the data stays).  ``objectd serve [DIR]`` serves without reloading.  Both bind the
 socket first, so ``--port 0`` works, and print ``objectd: serving <name> on <url>``
-once the project is loaded and ready.
+once the project is loaded and ready.  A port in use is one line naming it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -199,6 +200,7 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
         reload_excludes=[".objectd/*", ".venv/*"],
     )
     sock = _listen(config)
+    _log_plan(limits, plan)
     url = _url(options["host"], sock.getsockname()[1])
     os.environ.update(
         OBJECTD_PROJECT=str(directory),
@@ -235,6 +237,7 @@ def serve(directory: Path, data_dir: Path | None, durability: str, **options: An
     )
     config = _uvicorn_config(app, limits, plan, options)
     sock = _listen(config)
+    _log_plan(limits, plan)
     app.announce = _url(options["host"], sock.getsockname()[1])
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
@@ -292,26 +295,6 @@ def _uvicorn_config(
 ) -> uvicorn.Config:
     log_level = options["log_level"]
     logs.configure(log_level, access_log=options["access_log"])
-    log = logging.getLogger("objectd")
-    if plan.scaled:
-        log.warning(
-            "objectd: the open-files limit (%d) is low: at most %d objects stay live (not "
-            "%d) so that connections cannot take their descriptors; raise it (ulimit -n)",
-            plan.open_files,
-            plan.max_live_objects,
-            _DEFAULT_SETTINGS.max_live_objects,
-        )
-    log.info(
-        "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
-        "request head, %g s header timeout, %g s keep-alive, %d bytes of buffered bodies",
-        plan.open_files,
-        plan.max_live_objects,
-        limits.max_connections,
-        limits.max_header_bytes,
-        limits.header_timeout_s,
-        limits.keep_alive_timeout_s,
-        limits.body_buffer_bytes,
-    )
     return ServerConfig(
         app,
         limits=limits,
@@ -336,11 +319,52 @@ def _uvicorn_config(
     )
 
 
+def _log_plan(limits: FrontLimits, plan: DescriptorPlan) -> None:
+    log = logging.getLogger("objectd")
+    if plan.scaled:
+        log.warning(
+            "objectd: the open-files limit (%d) is low: at most %d objects stay live (not "
+            "%d) so that connections cannot take their descriptors; raise it (ulimit -n)",
+            plan.open_files,
+            plan.max_live_objects,
+            _DEFAULT_SETTINGS.max_live_objects,
+        )
+    log.info(
+        "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
+        "request head, %g s header timeout, %g s keep-alive, %d bytes of buffered bodies",
+        plan.open_files,
+        plan.max_live_objects,
+        limits.max_connections,
+        limits.max_header_bytes,
+        limits.header_timeout_s,
+        limits.keep_alive_timeout_s,
+        limits.body_buffer_bytes,
+    )
+
+
 def _listen(config: uvicorn.Config) -> socket.socket:
     """Bind and listen at once: "serving" is printed before uvicorn starts accepting, and a
-    client that connects in between must wait in the backlog, not be refused."""
-    sock = config.bind_socket()
-    sock.listen(config.backlog)
+    client that connects in between must wait in the backlog, not be refused.
+
+    Bound here rather than by uvicorn, whose ``bind_socket`` logs ``Uvicorn running on``
+    before the project has loaded, and logs a port in use as a bare ``[Errno 98]``.
+    """
+    host, port = config.host, config.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(config.backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} on {host} is in use (another server?): stop it, choose "
+                "another --port, or --port 0 for any free port"
+            ) from None
+        raise click.ClickException(f"cannot listen on {_url(host, port)}: {exc.strerror}") from None
+    sock.set_inheritable(True)  # objectd dev's serving processes inherit it
     return sock
 
 

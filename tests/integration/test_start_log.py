@@ -1,16 +1,19 @@
 """What ``objectd dev`` and ``objectd serve`` print (issue 15 §4): one line when ready and
 nothing of uvicorn's own start-up before it, objectd's lines from the process that serves,
-and no line per connection unless ``--access-log``."""
+no line per connection unless ``--access-log``, and a port in use is one line naming it."""
 
 from __future__ import annotations
 
 import json
 import re
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import Server
+from conftest import EXAMPLES, Server
 from websockets.sync.client import connect
 
 _PER_CONNECTION = re.compile(r"connection open|connection closed|\[accepted\]|WebSocket /")
@@ -67,3 +70,26 @@ def test_dev_start_log_is_short(project: Path, tmp_path: Path) -> None:
     assert sum("objectd: serving counter on" in line for line in lines) == 1, server.output
     assert "INFO objectd: counter: applied migration 'v1'" in server.output
     assert "objectd: objectd:" not in server.output  # the logger's name, then the message's
+
+
+@pytest.mark.parametrize("mode", ["serve", "dev"])
+def test_port_in_use_is_one_clear_line(tmp_path: Path, mode: str) -> None:
+    """It was uvicorn's bare ``[Errno 98] Address already in use``, after the start log."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "objectd", mode, str(EXAMPLES / "counter")),
+                *("--port", str(port), "--data-dir", str(tmp_path / "data")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode != 0
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1, done.stderr
+    assert f"port {port}" in errors[0] and "--port 0" in errors[0], errors
+    assert "Traceback" not in done.stdout + done.stderr
