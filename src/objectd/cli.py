@@ -1,10 +1,11 @@
 """The ``objectd`` command (L4): parse arguments, call the library, exit.
 
 ``objectd dev [DIR]`` serves a project on 127.0.0.1:8787 with its data in
-``DIR/.objectd/`` and restarts the serving process when code or config changes
-(the data stays).  ``objectd serve [DIR]`` serves without reloading.  Both bind the
-socket first, so ``--port 0`` works, and print ``objectd: serving <name> on <url>``
-once the project is loaded and ready.  A port in use is one line naming it.
+``DIR/.objectd/`` and restarts the serving process when code, config or ``.dev.vars``
+changes (the data stays; ``asgi.reload``).  ``objectd serve [DIR]`` serves without
+reloading.  Both bind the socket first, so ``--port 0`` works, and print ``objectd:
+serving <name> on <url>`` once the project is loaded and ready.  A port in use is one
+line naming it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from objectd.asgi.limits import (
     raise_open_files_limit,
 )
 from objectd.asgi.protocol import ServerConfig
+from objectd.asgi.reload import DevReload
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.config import find_config
 from objectd.errors import ConfigError
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 else:
     _IntParamType = click.ParamType
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_RELOAD_INCLUDES = ["*.py", "wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars*"]
 
 
 class ByteSize(_IntParamType):
@@ -188,16 +189,9 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
     directory = directory.resolve()
     _check_project(directory)
     limits, plan = _front_limits(options)
+    # A name, not the app: each process the reloader starts imports the code afresh.
     config = _uvicorn_config(
-        "objectd.asgi:app_from_environment",
-        limits,
-        plan,
-        options,
-        factory=True,
-        reload=True,
-        reload_dirs=[str(directory)],
-        reload_includes=_RELOAD_INCLUDES,
-        reload_excludes=[".objectd/*", ".venv/*"],
+        "objectd.asgi:app_from_environment", limits, plan, options, factory=True
     )
     sock = _listen(config)
     _log_plan(limits, plan)
@@ -213,10 +207,10 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
         OBJECTD_BODY_BUFFER=str(limits.body_buffer_bytes),
         OBJECTD_WS_SEND_BUFFER=str(options["ws_send_buffer"]),
     )
-    from uvicorn.supervisors import ChangeReload
-
     server = uvicorn.Server(config)
-    ChangeReload(config, target=server.run, sockets=[sock]).run()
+    # Storage writes are not changes: the data folders are not watched.
+    ignored = [directory / ".objectd", *([data_dir.resolve()] if data_dir else [])]
+    DevReload(config, server.run, [sock], directory=directory, ignored=ignored).run()
 
 
 @main.command()
