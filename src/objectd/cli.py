@@ -5,7 +5,8 @@
 changes (the data stays; ``asgi.reload``).  ``objectd serve [DIR]`` serves without
 reloading.  Both bind the socket first, so ``--port 0`` works, and print ``objectd:
 serving <name> on <url>`` once the project is loaded and ready.  A port in use is one
-line naming it.
+line naming it.  In ``dev``, code that does not load is answered 500 with its error until
+a save fixes it; ``serve`` exits instead.
 """
 
 from __future__ import annotations

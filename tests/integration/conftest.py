@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-_READY = re.compile(r"objectd: serving \S+ on (http://\S+)")
+# Ready: serving, or (objectd dev, code that does not load) answering every request 500.
+_READY = re.compile(r"objectd: (?:serving \S+ on|every request to) (http://\S+)")
 
 
 class Server:
