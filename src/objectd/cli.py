@@ -123,6 +123,10 @@ def dev(
     )
     from uvicorn.supervisors import ChangeReload
 
+    # For the serving process, a fresh interpreter: 500s carry the error report (dev only),
+    # and its log gets the level configured here.
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    os.environ.update(OBJECTD_SHOW_ERRORS="1", OBJECTD_LOG_LEVEL=level)
     server = uvicorn.Server(config)
     ChangeReload(config, target=server.run, sockets=[sock]).run()
 
