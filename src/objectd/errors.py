@@ -14,6 +14,7 @@ The tree::
     ├── OverloadedError                      too much queued, or a hang that reset it (overloaded)
     ├── ConnectionLostError                  "Network connection lost." (retryable)
     ├── RemoteError                          base of errors raised inside an object (remote)
+    ├── DataFolderInUseError                 another server serves this data folder
     └── ConfigError (ValueError)             wrangler config or migrations refused
         └── MigrationError
 
@@ -40,6 +41,7 @@ from objectd.report import ErrorTrace, capture
 __all__ = [
     "ConfigError",
     "ConnectionLostError",
+    "DataFolderInUseError",
     "DurableObjectAbort",
     "DurableObjectError",
     "DurableObjectRangeError",
@@ -160,6 +162,10 @@ class RemoteError(DurableObjectError):
     """
 
     remote = True
+
+
+class DataFolderInUseError(DurableObjectError):
+    """A server refused to start: another one holds the data folder (runtime.data_lock)."""
 
 
 class ConfigError(DurableObjectError, ValueError):
