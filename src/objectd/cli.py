@@ -32,8 +32,9 @@ from objectd.asgi.limits import (
 from objectd.asgi.protocol import ServerConfig
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.config import find_config
-from objectd.errors import ConfigError
+from objectd.errors import ConfigError, DataFolderInUseError
 from objectd.runtime.committer import Durability
+from objectd.runtime.data_lock import check_data_folder
 from objectd.runtime.settings import RuntimeSettings
 
 __all__ = ["main"]
@@ -213,6 +214,11 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
     )
     from uvicorn.supervisors import ChangeReload
 
+    # For the serving process, a fresh interpreter: 500s carry the error report (dev only),
+    # and its log gets the level configured here.
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    os.environ.update(OBJECTD_SHOW_ERRORS="1", OBJECTD_LOG_LEVEL=level)
+    _check_data_folder()
     server = uvicorn.Server(config)
     ChangeReload(config, target=server.run, sockets=[sock]).run()
 
@@ -284,6 +290,20 @@ def _check_project(directory: Path) -> None:
     try:
         find_config(directory)
     except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _check_data_folder() -> None:
+    """dev: refuse now if another server serves the data the serving process would load
+    (its OBJECTD_* settings say which); the reloader would wait on after it refused."""
+    env = os.environ
+    try:
+        check_data_folder(
+            env["OBJECTD_PROJECT"],
+            data_dir=env["OBJECTD_DATA_DIR"] or None,
+            environment=env["OBJECTD_ENV"] or None,
+        )
+    except DataFolderInUseError as exc:
         raise click.ClickException(str(exc)) from None
 
 

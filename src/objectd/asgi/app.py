@@ -27,6 +27,7 @@ from objectd.asgi.limits import FrontLimits
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
 from objectd.errors import DurableObjectError
 from objectd.fetch import Headers, Request
+from objectd.report import format_report
 from objectd.runtime.committer import Durability
 from objectd.runtime.project import Project
 from objectd.runtime.relay import relay
@@ -81,6 +82,7 @@ class ObjectdApp:
         durability: Durability = Durability.FSYNC,
         environment: str | None = None,
         announce: str | None = None,
+        show_errors: bool = False,
         settings: RuntimeSettings | None = None,
         body_buffer_bytes: int = FrontLimits().body_buffer_bytes,
         ws_send_buffer: int = DEFAULT_SEND_BUFFER,
@@ -90,6 +92,8 @@ class ObjectdApp:
         self.durability = durability
         self.environment = environment
         self.announce = announce
+        # A 500 answer carries the error report (``objectd dev``); never in production.
+        self.show_errors = show_errors
         self.settings = settings
         # Request-body bytes all requests in progress may buffer together (issue 9 §8),
         # and how many they hold now.
@@ -219,9 +223,8 @@ class ObjectdApp:
             return
         try:
             response = await project.fetch(request)
-        except Exception:
-            log.exception("objectd: uncaught exception in the worker")
-            await _send_plain(send, 500, b"Internal Server Error", _ERROR_HEADERS)
+        except Exception as exc:
+            await _send_plain(send, 500, self._uncaught(exc), _ERROR_HEADERS)
             return
         if response.web_socket is not None:
             log.error(
@@ -238,6 +241,14 @@ class ObjectdApp:
             response.headers.raw(),
             head=request.method == "HEAD",
         )
+
+    def _uncaught(self, exc: Exception) -> bytes:
+        """Log the report of an exception the worker did not catch; the 500 body."""
+        report = format_report(exc)
+        log.error("objectd: uncaught exception in the worker\n%s", report.rstrip("\n"))
+        if not self.show_errors:
+            return b"Internal Server Error"
+        return f"Internal Server Error\n\n{report}".encode()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An upgrade request: the worker's 101 response is accepted and relayed (spec §8).
@@ -260,9 +271,8 @@ class ObjectdApp:
             socket = response.web_socket
             connection = Connection(send, scope, self.ws_send_buffer)
             link = relay(socket, connection) if socket is not None else None
-        except Exception:
-            log.exception("objectd: uncaught exception in the worker")
-            await _deny(scope, send, 500, b"Internal Server Error", _ERROR_HEADERS)
+        except Exception as exc:
+            await _deny(scope, send, 500, self._uncaught(exc), _ERROR_HEADERS)
             return
         if link is None:
             await _deny(scope, send, response.status, response.body, response.headers.raw())
@@ -352,6 +362,9 @@ async def _send_plain(
 def app_from_environment() -> ObjectdApp:
     """Factory used by ``objectd dev``'s reloader: settings come from OBJECTD_* variables."""
     env = os.environ
+    level = env.get("OBJECTD_LOG_LEVEL")
+    if level:  # the reloader serves from a fresh interpreter: its log needs the level too
+        logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
     idle = env.get("OBJECTD_IDLE_TIMEOUT")
     live = env.get("OBJECTD_MAX_LIVE_OBJECTS")
     changed: dict[str, Any] = {}
@@ -363,6 +376,7 @@ def app_from_environment() -> ObjectdApp:
     send_buffer = env.get("OBJECTD_WS_SEND_BUFFER")
     return ObjectdApp(
         env["OBJECTD_PROJECT"],
+        show_errors=env.get("OBJECTD_SHOW_ERRORS") == "1",
         data_dir=env.get("OBJECTD_DATA_DIR") or None,
         durability=Durability(env.get("OBJECTD_DURABILITY", "fsync")),
         environment=env.get("OBJECTD_ENV") or None,

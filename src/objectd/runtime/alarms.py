@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from objectd.errors import InvalidIdError
 from objectd.ids import DurableObjectId
+from objectd.report import format_report
 from objectd.runtime.alarm_ops import AlarmRun, Seen, delete_alarm, run_alarm, stored_alarm
 from objectd.runtime.committer import Committer
 from objectd.runtime.settings import RuntimeSettings
@@ -477,5 +478,8 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 
 
 def _traceback(error: BaseException) -> str:
-    text = getattr(error, "remote_traceback", "")
+    """The report of an error alarm() raised; none for objectd's own (a reset, a timeout)."""
+    if getattr(error, "remote_trace", None) is not None:
+        return "\n" + format_report(error).rstrip("\n")
+    text = getattr(error, "remote_traceback", "")  # an error that carries only the text
     return f"\n{text}" if text else ""

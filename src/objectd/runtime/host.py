@@ -33,6 +33,7 @@ from objectd.errors import (
     as_remote,
 )
 from objectd.ids import DurableObjectId
+from objectd.report import object_label
 from objectd.runtime.committer import Batch
 from objectd.runtime.exits import exit_error, from_signal
 from objectd.runtime.gates import InputGate, in_critical_section
@@ -174,7 +175,7 @@ class ObjectHost:
                 raise error from None
             except Exception as exc:
                 await self._output_gate(storage)
-                raise as_remote(exc) from None
+                raise as_remote(exc, where=object_label(self.object_class.name, self.id)) from None
             await self._output_gate(storage)
             return result
         except asyncio.CancelledError:
@@ -318,7 +319,7 @@ class ObjectHost:
         except Exception as exc:
             # The triggering call fails; the next one constructs again (spec §3).
             self.reset(ObjectResetError(str(exc)))
-            raise as_remote(exc) from None
+            raise as_remote(exc, where=object_label(oc.name, self.id)) from None
         self.instance = instance
         self._advance(HostPhase.LIVE)
 

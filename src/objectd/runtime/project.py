@@ -23,6 +23,7 @@ from objectd.config import ProjectConfig, load_project
 from objectd.errors import ConfigError
 from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
+from objectd.runtime import data_lock
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
 from objectd.runtime.exits import describe, from_signal, worker_exit_error
@@ -112,6 +113,7 @@ class Project:
         self._entry = _find_entrypoint(module, config)
         self._background: set[asyncio.Task[Any]] = set()
         self._services: list[asyncio.Task[Any]] = []
+        self.folder_lock: data_lock.DataFolderLock | None = None  # held until close()
         # Delivers the alarms of every class (bound or not); None without classes.
         self.alarms: AlarmScheduler | None = None
         # Ready-made files for new objects, shared by the classes; None without classes.
@@ -132,15 +134,48 @@ class Project:
         durability: Durability = Durability.FSYNC,
         environment: str | None = None,
         settings: RuntimeSettings | None = None,
+        lock_data_folder: bool = True,
+    ) -> Project:
+        """Load the project in ``directory`` against its data folder, or refuse it.
+
+        ``lock_data_folder``: hold the data folder's server lock until :meth:`close`
+        (``runtime.data_lock``); a second server on the same folder then raises
+        :class:`~objectd.errors.DataFolderInUseError`.  False only in a process whose
+        supervisor holds the lock for it.
+        """
+        locks: list[data_lock.DataFolderLock] | None = [] if lock_data_folder else None
+        try:
+            project = cls._load(directory, data_dir, durability, environment, settings, locks)
+            if locks:
+                locks[0].acquire()  # a data folder that the migrations have just created
+        except BaseException:
+            for lock in locks or ():
+                lock.release()
+            raise
+        project.folder_lock = locks[0] if locks else None
+        return project
+
+    @classmethod
+    def _load(
+        cls,
+        directory: str | Path,
+        data_dir: str | Path | None,
+        durability: Durability,
+        environment: str | None,
+        settings: RuntimeSettings | None,
+        locks: list[data_lock.DataFolderLock] | None,
     ) -> Project:
         config = load_project(directory, env=environment)
         settings = settings or RuntimeSettings()
         if config.limits.cpu_ms is not None:
             settings = dataclasses.replace(settings, cpu_limit_s=config.limits.cpu_ms / 1000)
         lifecycle = Lifecycle(settings)
-        root = Path(data_dir) if data_dir is not None else config.root / ".objectd"
+        root = data_lock.data_root(config, data_dir)
         module = load_module(config.main)
         exported = {name: value for name, value in vars(module).items() if isinstance(value, type)}
+        if locks is not None:
+            locks.append(data_lock.DataFolderLock(root / config.name))
+            locks[0].acquire()  # before migrations can change what a running server serves
         states = apply_migrations(config, exported, root)
         _make_private(root)
         committer = Committer(durability=durability)
@@ -264,6 +299,8 @@ class Project:
         if self.alarms is not None:
             self.alarms.close()  # after the committer: it commits the index's last rows
         await close_client()
+        if self.folder_lock is not None:  # every file is closed: another server may start
+            self.folder_lock.release()
 
 
 _Entry = Callable[[Request, Env, ExecutionContext], Any]
