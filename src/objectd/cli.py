@@ -23,7 +23,7 @@ import uvicorn
 
 from objectd import __version__
 from objectd.asgi import ObjectdApp
-from objectd.config import find_config
+from objectd.config import find_config, secrets_from_environ
 from objectd.errors import ConfigError
 from objectd.runtime.committer import Durability
 from objectd.runtime.settings import RuntimeSettings
@@ -140,15 +140,23 @@ def serve(
     access_log: bool,
     idle_timeout: float | None,
 ) -> None:
-    """Serve DIRECTORY in production (no reloading)."""
+    """Serve DIRECTORY in production (no reloading).
+
+    Secrets come from OBJECTD_SECRET_<NAME> environment variables, not .dev.vars.
+    """
     directory = directory.resolve()
     _check_project(directory)
+    try:
+        secrets = secrets_from_environ(os.environ)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     app = ObjectdApp(
         directory,
         data_dir=data_dir.resolve() if data_dir else None,
         durability=Durability(durability),
         environment=environment,
         settings=RuntimeSettings(idle_timeout_s=idle_timeout) if idle_timeout else None,
+        secrets=secrets,
     )
     config = _uvicorn_config(app, host, port, log_level, access_log)
     sock = _listen(config)

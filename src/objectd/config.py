@@ -1,8 +1,9 @@
 """wrangler.toml / wrangler.json / wrangler.jsonc -> frozen dataclasses.
 
 The only module that knows wrangler's key names.  ``load_project`` reads one
-project folder (the wrangler file, then ``.dev.vars``) and returns a
-``ProjectConfig``; every refusal is a ``ConfigError`` whose message starts with
+project folder (the wrangler file, then ``.dev.vars`` unless the secrets are passed in,
+as ``objectd serve`` does from ``OBJECTD_SECRET_<NAME>`` environment variables) and
+returns a ``ProjectConfig``; every refusal is a ``ConfigError`` whose message starts with
 the file and the key path, and every unknown or unsupported key is a warning
 (logged on ``objectd.config`` and kept in ``ProjectConfig.warnings``), never a
 crash, so a project written for Cloudflare loads as it is.  The exception is an
@@ -41,6 +42,7 @@ __all__ = [
     "find_config",
     "load_project",
     "parse_dev_vars",
+    "secrets_from_environ",
 ]
 
 _log = logging.getLogger("objectd.config")
@@ -48,6 +50,8 @@ _log = logging.getLogger("objectd.config")
 # Wrangler's own precedence when a folder holds more than one.
 _CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
 _CONFIG_SUFFIXES = (".json", ".jsonc", ".toml")
+# `objectd serve` takes secrets from the environment: OBJECTD_SECRET_API_KEY -> env.API_KEY.
+SECRET_PREFIX = "OBJECTD_SECRET_"
 
 # The keys objectd reads, at the top level and in an [env.<name>] section.
 _READ_KEYS = frozenset({
@@ -144,7 +148,7 @@ class ProjectConfig:
     durable_objects: tuple[DurableObjectBinding, ...]
     migrations: tuple[Migration, ...]
     vars: Mapping[str, Any]  # JSON values as parsed; a name also in `secrets` is left out
-    secrets: Mapping[str, str]  # from `.dev.vars` (or `.dev.vars.<env>`)
+    secrets: Mapping[str, str]  # from `.dev.vars` (or `.dev.vars.<env>`), or as passed in
     limits: Limits
     environment: str | None
     warnings: tuple[str, ...]  # every warning logged while loading
@@ -155,8 +159,14 @@ def find_config(directory: Path) -> Path:
     return _locate(Path(directory))[0]
 
 
-def load_project(directory: str | Path, *, env: str | None = None) -> ProjectConfig:
-    """Read the project in ``directory`` (a folder or a wrangler file), for ``env`` if given."""
+def load_project(
+    directory: str | Path, *, env: str | None = None, secrets: Mapping[str, str] | None = None
+) -> ProjectConfig:
+    """Read the project in ``directory`` (a folder or a wrangler file), for ``env`` if given.
+
+    Secrets come from ``.dev.vars`` (local development, as with wrangler) unless
+    ``secrets`` is given: then those are used and ``.dev.vars`` is not read.
+    """
     config_path, shadowed = _locate(Path(directory))
     root = config_path.parent
     loader = _Loader(config_path)
@@ -198,9 +208,22 @@ def load_project(directory: str | Path, *, env: str | None = None) -> ProjectCon
     for var in variables:
         if var in binding_names:
             loader.fail(f"{prefix}vars.{var}", "name is already used by a durable object binding")
-    secrets = _secrets(root, env, binding_names)
+    if secrets is None:
+        secrets, source = _secrets(root, env, binding_names), "the .dev.vars secret"
+    else:
+        secrets, source = dict(secrets), f"the secret {SECRET_PREFIX}<NAME>"
+        if clashes := sorted(secrets.keys() & binding_names):
+            raise ConfigError(
+                f"{SECRET_PREFIX}{clashes[0]}: secret {clashes[0]!r} is named like a "
+                "durable object binding; rename one of them"
+            )
+        if dev_vars := [p.name for p in _dev_vars_files(root, env) if p.is_file()]:
+            loader.warn(
+                f"{root}: {', '.join(dev_vars)} not read: it is for local development "
+                f"(`objectd dev`); pass secrets as {SECRET_PREFIX}<NAME> environment variables"
+            )
     for secret in secrets.keys() & variables.keys():
-        loader.warn(f"{config_path}: {prefix}vars.{secret}: overridden by the .dev.vars secret")
+        loader.warn(f"{config_path}: {prefix}vars.{secret}: overridden by {source}")
         del variables[secret]
     return ProjectConfig(
         root=root,
@@ -563,10 +586,30 @@ def _migration(loader: _Loader, entry: dict[str, Any], at: str) -> Migration:
     return Migration(tag, new_classes, new_sqlite_classes, renamed, deleted_classes, transferred)
 
 
+def secrets_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The secrets in ``environ``: ``OBJECTD_SECRET_<NAME>=value`` is the secret ``NAME``.
+
+    A prefix, not every variable: the server's own environment (``PATH``, credentials of
+    other tools) never reaches the worker unless it is named for it.
+    """
+    found: dict[str, str] = {}
+    for variable, value in environ.items():
+        if variable.startswith(SECRET_PREFIX):
+            name = variable.removeprefix(SECRET_PREFIX)
+            if not name:
+                raise ConfigError(f"{SECRET_PREFIX}: the secret's name must follow the prefix")
+            found[name] = value
+    return found
+
+
+def _dev_vars_files(root: Path, env: str | None) -> list[Path]:
+    """``.dev.vars.<env>`` (with an environment), then ``.dev.vars``: the first that exists."""
+    return ([root / f".dev.vars.{env}"] if env is not None else []) + [root / ".dev.vars"]
+
+
 def _secrets(root: Path, env: str | None, binding_names: set[str]) -> dict[str, str]:
     """``.dev.vars.<env>`` if it exists for ``env``, else ``.dev.vars``, else nothing."""
-    candidates = ([root / f".dev.vars.{env}"] if env is not None else []) + [root / ".dev.vars"]
-    for path in candidates:
+    for path in _dev_vars_files(root, env):
         if path.is_file():
             try:
                 text = path.read_text(encoding="utf-8")

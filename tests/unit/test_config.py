@@ -18,6 +18,7 @@ from objectd.config import (
     find_config,
     load_project,
     parse_dev_vars,
+    secrets_from_environ,
 )
 from objectd.errors import ConfigError, MigrationError
 
@@ -819,3 +820,37 @@ def test_secret_named_like_a_binding_is_refused(project: Path) -> None:
     assert str(info.value) == (
         f"{dev_vars}: COUNTER: name is already used by a durable object binding"
     )
+
+
+# --- secrets passed in (objectd serve) ------------------------------------------------------
+
+
+def test_secrets_from_environ_take_the_prefixed_variables_only() -> None:
+    environ = {"PATH": "/bin", "OBJECTD_SECRET_API_KEY": "abc", "OBJECTD_SECRET_a.b": "c"}
+    assert secrets_from_environ(environ) == {"API_KEY": "abc", "a.b": "c"}
+    with pytest.raises(ConfigError, match="OBJECTD_SECRET_: the secret's name must follow"):
+        secrets_from_environ({"OBJECTD_SECRET_": "x"})
+
+
+def test_passed_secrets_replace_dev_vars(project: Path) -> None:
+    write(project, "wrangler.toml", BASE_TOML + '[vars]\nTOKEN = "plain"\nOTHER = "kept"\n')
+    write(project, ".dev.vars", "TOKEN=from-dev-vars\nDEV_ONLY=1\n")
+    config = load_project(project, secrets={"TOKEN": "from-env"})
+    assert dict(config.secrets) == {"TOKEN": "from-env"}
+    assert dict(config.vars) == {"OTHER": "kept"}
+    assert (
+        f"{project.resolve()}: .dev.vars not read: it is for local development (`objectd dev`); "
+        "pass secrets as OBJECTD_SECRET_<NAME> environment variables"
+    ) in config.warnings
+    assert any(
+        "vars.TOKEN: overridden by the secret OBJECTD_SECRET_<NAME>" in w for w in config.warnings
+    )
+    (project / ".dev.vars").unlink()
+    assert load_project(project, secrets={}).warnings == ()
+    assert load_project(project, secrets={}).secrets == {}
+
+
+def test_passed_secret_named_like_a_binding_is_refused(project: Path) -> None:
+    write(project, "wrangler.toml", BASE_TOML + BINDING)
+    with pytest.raises(ConfigError, match="OBJECTD_SECRET_COUNTER: secret 'COUNTER' is named"):
+        load_project(project, secrets={"COUNTER": "x"})

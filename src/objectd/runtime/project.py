@@ -128,8 +128,9 @@ class Project:
         durability: Durability = Durability.FSYNC,
         environment: str | None = None,
         settings: RuntimeSettings | None = None,
+        secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
     ) -> Project:
-        config = load_project(directory, env=environment)
+        config = load_project(directory, env=environment, secrets=secrets)
         settings = settings or RuntimeSettings()
         if config.limits.cpu_ms is not None:
             settings = dataclasses.replace(settings, cpu_limit_s=config.limits.cpu_ms / 1000)
