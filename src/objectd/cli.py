@@ -31,7 +31,7 @@ from objectd.asgi.limits import (
 )
 from objectd.asgi.protocol import ServerConfig
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
-from objectd.config import find_config
+from objectd.config import find_config, secrets_from_environ
 from objectd.errors import ConfigError, DataFolderInUseError
 from objectd.runtime.committer import Durability
 from objectd.runtime.data_lock import check_data_folder
@@ -226,9 +226,16 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
 @main.command()
 @_common
 def serve(directory: Path, data_dir: Path | None, durability: str, **options: Any) -> None:
-    """Serve DIRECTORY in production (no reloading)."""
+    """Serve DIRECTORY in production (no reloading).
+
+    Secrets come from OBJECTD_SECRET_<NAME> environment variables, not .dev.vars.
+    """
     directory = directory.resolve()
     _check_project(directory)
+    try:
+        secrets = secrets_from_environ(os.environ)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     limits, plan = _front_limits(options)
     app = ObjectdApp(
         directory,
@@ -238,6 +245,7 @@ def serve(directory: Path, data_dir: Path | None, durability: str, **options: An
         settings=_settings(options, plan),
         body_buffer_bytes=limits.body_buffer_bytes,
         ws_send_buffer=options["ws_send_buffer"],
+        secrets=secrets,
     )
     config = _uvicorn_config(app, limits, plan, options)
     sock = _listen(config)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,10 @@ class ObjectdApp:
         settings: RuntimeSettings | None = None,
         body_buffer_bytes: int = FrontLimits().body_buffer_bytes,
         ws_send_buffer: int = DEFAULT_SEND_BUFFER,
+        secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
     ) -> None:
         self.project_dir = Path(project_dir)
+        self.secrets = secrets
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.durability = durability
         self.environment = environment
@@ -119,6 +121,7 @@ class ObjectdApp:
                 durability=self.durability,
                 environment=self.environment,
                 settings=self.settings,
+                secrets=self.secrets,
             )
             await project.start()
             self.project = project

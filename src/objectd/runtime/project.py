@@ -134,6 +134,7 @@ class Project:
         durability: Durability = Durability.FSYNC,
         environment: str | None = None,
         settings: RuntimeSettings | None = None,
+        secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
         lock_data_folder: bool = True,
     ) -> Project:
         """Load the project in ``directory`` against its data folder, or refuse it.
@@ -145,7 +146,9 @@ class Project:
         """
         locks: list[data_lock.DataFolderLock] | None = [] if lock_data_folder else None
         try:
-            project = cls._load(directory, data_dir, durability, environment, settings, locks)
+            project = cls._load(
+                directory, data_dir, durability, environment, settings, secrets, locks
+            )
             if locks:
                 locks[0].acquire()  # a data folder that the migrations have just created
         except BaseException:
@@ -163,9 +166,10 @@ class Project:
         durability: Durability,
         environment: str | None,
         settings: RuntimeSettings | None,
+        secrets: Mapping[str, str] | None,
         locks: list[data_lock.DataFolderLock] | None,
     ) -> Project:
-        config = load_project(directory, env=environment)
+        config = load_project(directory, env=environment, secrets=secrets)
         settings = settings or RuntimeSettings()
         if config.limits.cpu_ms is not None:
             settings = dataclasses.replace(settings, cpu_limit_s=config.limits.cpu_ms / 1000)
