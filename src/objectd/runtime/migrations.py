@@ -550,6 +550,11 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     with closing(sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)) as db:
         db.execute("PRAGMA synchronous = FULL")
         (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > _SCHEMA_VERSION:  # there are no downgrades
+            raise MigrationError(
+                f"{path}: data format {version} is newer than this objectd's "
+                f"({_SCHEMA_VERSION}): a newer objectd wrote this data folder; run that version"
+            )
         if version != _SCHEMA_VERSION:
             raise MigrationError(
                 f"{path}: metadata schema {version} is not the one this objectd "

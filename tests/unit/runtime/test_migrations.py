@@ -662,7 +662,13 @@ def test_newer_metadata_schema_is_refused(tmp_path: Path, root: Path) -> None:
     with sqlite3.connect(root / "app" / METADATA_NAME) as db:
         db.execute("PRAGMA user_version = 99")
     db.close()
-    refused(project(tmp_path / "p", V1), exports("A"), root, "metadata schema 99 is not")
+    refused(
+        project(tmp_path / "p", V1),
+        exports("A"),
+        root,
+        f"{root / 'app' / METADATA_NAME}: data format 99 is newer than this objectd's (1): "
+        "a newer objectd wrote this data folder; run that version",
+    )
 
 
 def test_environment_bindings_are_named_by_their_key_path(tmp_path: Path, root: Path) -> None:
