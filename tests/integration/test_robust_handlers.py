@@ -131,6 +131,43 @@ def test_exit_in_web_socket_message_closes_only_that_object(robust: Server) -> N
         assert_serving(robust, http)
 
 
+# -- a CancelledError the code raises is its failure (adversarial finding 8) ---------------
+
+
+@pytest.mark.parametrize("path", ["/cancel-fetch/cancel", "/entry/cancel"])
+def test_cancelled_error_in_a_handler_is_a_500_from_objectd(robust: Server, path: str) -> None:
+    with client(robust) as http:
+        response = http.get(path)
+        assert (response.status_code, response.text) == (500, "Internal Server Error")
+        assert_serving(robust, http)
+    wait_until(lambda: "nothing cancelled its event" in robust.output)
+    assert "Exception in ASGI application" not in robust.output  # uvicorn never saw it
+
+
+def test_an_alarm_raising_cancelled_error_is_retried_with_backoff(robust: Server) -> None:
+    with client(robust) as http:
+        assert http.get("/cancel-alarm/alarm-cancel").text == "set"
+        wait_until(lambda: any(_retried_cancel(line) for line in robust.lines))
+        # It used to run again at once, thousands of times a second; now the next run
+        # waits for the first retry's backoff (2 s or more).
+        assert http.get("/cancel-alarm/alarms").text in ("1", "2")
+        assert_serving(robust, http)
+
+
+def test_cancelled_error_in_web_socket_message_is_logged_and_the_socket_stays(
+    robust: Server,
+) -> None:
+    async def main() -> None:
+        url = robust.url.replace("http://", "ws://", 1) + "/cancel-ws/ws"
+        async with connect(url) as ws:
+            await ws.send("cancel")
+            await ws.send("hi")
+            assert await asyncio.wait_for(ws.recv(), 5) == "echo hi"
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    wait_until(lambda: "web_socket_message() failed" in robust.output)
+
+
 # -- only real signals stop the server ------------------------------------------------------
 
 
@@ -169,6 +206,10 @@ def test_sigterm_during_an_endless_statement_stops_the_server(tmp_path: Path) ->
         assert statuses == [500]
     finally:
         server.kill()
+
+
+def _retried_cancel(line: str) -> bool:
+    return "retry 1 of 6" in line and "nothing cancelled its event" in line
 
 
 def _unresponsive(server: Server) -> bool:

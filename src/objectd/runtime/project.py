@@ -26,7 +26,7 @@ from objectd.ids import IdMinter
 from objectd.runtime import data_lock
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
-from objectd.runtime.exits import describe, from_signal, worker_exit_error
+from objectd.runtime.exits import describe, from_signal, stray_cancel_error, worker_exit_error
 from objectd.runtime.host import CPU_LIMIT_MESSAGE, EVENT_CODE
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
@@ -253,6 +253,11 @@ class Project:
             if from_signal(exc):
                 raise
             raise worker_exit_error(exc) from exc
+        except asyncio.CancelledError as exc:  # a 500, unless the request was cancelled
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            raise failure from exc
         if not isinstance(response, Response):
             raise TypeError(
                 f"the worker's fetch handler returned {type(response).__name__}, "
@@ -276,6 +281,11 @@ class Project:
             log.error("a wait_until() task of the worker raised %s", describe(exc), exc_info=exc)
         except Exception:
             log.exception("a wait_until() task of the worker failed")
+        except asyncio.CancelledError as exc:
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            log.error("a wait_until() task of the worker failed: %s", failure, exc_info=exc)
 
     async def close(self) -> None:
         """Finish background work, commit and sync everything, close every file."""

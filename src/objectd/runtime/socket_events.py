@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from objectd.runtime.exits import describe, from_signal
+from objectd.runtime.exits import describe, from_signal, stray_cancel_error
 
 __all__ = [
     "LOST_REASON",
@@ -160,6 +160,11 @@ class EventTarget:
                     await result
             except Exception:
                 log.exception("a WebSocket %r listener failed", event.type)
+            except asyncio.CancelledError as exc:
+                failure = stray_cancel_error(exc)
+                if failure is None:
+                    raise
+                log.error("a WebSocket %r listener failed: %s", event.type, failure, exc_info=exc)
 
     addEventListener = add_event_listener
     removeEventListener = remove_event_listener

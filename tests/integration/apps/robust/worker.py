@@ -1,6 +1,7 @@
 """Handlers that misbehave, for the robustness tests (issue 9 §2, §3).
 
-``/health`` and ``/entry/<what>`` (``exit``, ``interrupt``, ``spin``, ``wait-until-exit``)
+``/health`` and ``/entry/<what>`` (``exit``, ``interrupt``, ``cancel``, ``spin``,
+``wait-until-exit``)
 are answered by the Worker itself; every other path is
 ``/<object name>/<what>``, answered by that ``Robust`` object:
 
@@ -12,7 +13,10 @@ are answered by the Worker itself; every other path is
 * ``rpc-exit``: ``sys.exit()`` in an RPC method; ``bcw-exit``: in a
   ``block_concurrency_while`` callback; ``wait-until-exit``: in a ``wait_until`` task;
 * ``alarm-exit``: an alarm whose ``alarm()`` calls ``sys.exit()``;
-* ``ws``: a hibernatable WebSocket whose ``web_socket_message`` calls ``sys.exit()``.
+* ``ws``: a hibernatable WebSocket whose ``web_socket_message`` calls ``sys.exit()``
+  (message ``exit``) or raises ``CancelledError`` (``cancel``), and echoes otherwise;
+* ``cancel``: ``raise asyncio.CancelledError()`` in fetch; ``alarm-cancel``: an alarm
+  whose ``alarm()`` counts its runs (``alarms``) and raises it.
 
 An object whose name starts with ``ctor-exit`` calls ``sys.exit()`` in its constructor.
 """
@@ -60,13 +64,19 @@ class Robust(DurableObject):
             sys.exit(3)
         if what == "interrupt":
             raise KeyboardInterrupt
+        if what == "cancel":
+            await storage.put("dirty", what)
+            raise asyncio.CancelledError()
+        if what == "alarms":
+            return Response(repr(await storage.get("alarms")))
         if what == "bcw-exit":
             await self.ctx.block_concurrency_while(self._exit_later)
             return Response("unreachable")
         if what == "wait-until-exit":
             self.ctx.wait_until(self._exit_later())
             return Response("scheduled")
-        if what == "alarm-exit":
+        if what in ("alarm-exit", "alarm-cancel"):
+            await storage.put("alarm", what)
             await storage.set_alarm(time.time() * 1000 + 50)
             return Response("set")
         if what == "ws":
@@ -83,11 +93,17 @@ class Robust(DurableObject):
         sys.exit(4)
 
     async def alarm(self) -> None:
+        storage = self.ctx.storage
+        if await storage.get("alarm") == "alarm-cancel":
+            await storage.put("alarms", (await storage.get("alarms") or 0) + 1)
+            raise asyncio.CancelledError()
         sys.exit(5)
 
     async def web_socket_message(self, ws, message) -> None:
         if message == "exit":
             sys.exit()
+        if message == "cancel":
+            raise asyncio.CancelledError()
         ws.send(f"echo {message}")
 
 
@@ -100,6 +116,8 @@ class Default(WorkerEntrypoint):
             sys.exit(2)
         if parts == ["entry", "interrupt"]:
             raise KeyboardInterrupt
+        if parts == ["entry", "cancel"]:
+            raise asyncio.CancelledError()
         if parts == ["entry", "wait-until-exit"]:
 
             async def exit_later() -> None:
