@@ -24,9 +24,14 @@ ROBUST_APP = Path(__file__).resolve().parent / "apps" / "robust"
 CPU_MESSAGE = "Worker exceeded CPU time limit."
 
 
-def start(tmp_path: Path) -> Server:
+def start(tmp_path: Path, *, cpu_ms: int | None = 500) -> Server:
+    """A server of a copy of the app; ``cpu_ms=None``: the default CPU limit (30 s)."""
     project = tmp_path / "robust"
     shutil.copytree(ROBUST_APP, project, ignore=shutil.ignore_patterns(".objectd"))
+    if cpu_ms != 500:
+        config = project / "wrangler.toml"
+        limit = "" if cpu_ms is None else f"cpu_ms = {cpu_ms}"
+        config.write_text(config.read_text().replace("cpu_ms = 500", limit))
     return Server(project, tmp_path / "data").start()
 
 
@@ -75,6 +80,48 @@ def test_cpu_limit_stops_a_spinning_worker_entrypoint(robust: Server) -> None:
     with client(robust) as http:
         assert http.get("/entry/spin").status_code == 500
         assert_serving(robust, http)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.parametrize("what", ["rows", "blobs"])
+def test_rows_that_never_end_fail_at_the_bound_not_at_the_cpu_limit(
+    tmp_path: Path, what: str
+) -> None:
+    # The default CPU limit (30 s) gives the rows time to fill memory: they used to reach
+    # 3 GB in 10-19 s.  Now the call fails at 128 MiB of rows.
+    server = start(tmp_path, cpu_ms=None)
+    stop = threading.Event()
+    peak: list[float] = [0.0]
+
+    def cap() -> None:  # never let a regression take the machine's memory
+        assert server.proc is not None
+        while not stop.wait(0.05) and server.proc.poll() is None:
+            peak[0] = max(peak[0], _peak_rss_mb(server.proc.pid))
+            if peak[0] > 1500:
+                server.proc.kill()
+
+    watcher = threading.Thread(target=cap, daemon=True)
+    watcher.start()
+    try:
+        with client(server) as http:
+            response = http.get(f"/rows-{what}/{what}")
+            assert response.status_code == 500, server.output
+            assert_serving(server, http)
+            assert server.proc is not None
+            peak[0] = max(peak[0], _peak_rss_mb(server.proc.pid))
+        assert "the most one sql.exec() may hold in memory" in server.output
+        assert CPU_MESSAGE not in server.output
+        assert peak[0] < 600, f"peak RSS {peak[0]:.0f} MB"
+    finally:
+        stop.set()
+        watcher.join(5)
+        server.kill()
 
 
 # -- §3: sys.exit() and KeyboardInterrupt are the event's failure ----------------------

@@ -8,6 +8,8 @@ are answered by the Worker itself; every other path is
 * ``count``: increment and answer a stored counter (is the object fine?);
 * ``get``: the stored ``dirty`` key (a write the bad requests made before failing);
 * ``endless`` / ``huge``: a SQL statement that never ends / would take hours;
+* ``rows`` / ``blobs``: ``to_array()`` of a statement whose rows (ints / 1 MB blobs)
+  never end;
 * ``spin``: a Python loop that never ends;
 * ``exit`` / ``interrupt``: ``sys.exit(3)`` / ``raise KeyboardInterrupt`` in fetch;
 * ``rpc-exit``: ``sys.exit()`` in an RPC method; ``bcw-exit``: in a
@@ -31,6 +33,11 @@ from urllib.parse import urlsplit
 from objectd import DurableObject, Request, Response, WebSocketPair, WorkerEntrypoint
 
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+ROWS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"
+BLOBS = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) "
+    "SELECT randomblob(1000000) FROM c"
+)
 HUGE = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100000000000) "
     "SELECT count(*) FROM c"
@@ -56,6 +63,9 @@ class Robust(DurableObject):
             await storage.put("dirty", what)  # in the batch the statement's failure discards
             storage.sql.exec(ENDLESS if what == "endless" else HUGE)
             return Response("unreachable")
+        if what in ("rows", "blobs"):
+            rows = storage.sql.exec(ROWS if what == "rows" else BLOBS).to_array()
+            return Response(f"unreachable: {len(rows)} rows")
         if what == "spin":
             while True:
                 pass
