@@ -124,6 +124,47 @@ def test_rows_that_never_end_fail_at_the_bound_not_at_the_cpu_limit(
         server.kill()
 
 
+# -- user code outside events is stopped too (adversarial finding 2) ------------------
+
+
+@pytest.mark.parametrize("what", ["task-spin", "task-sql"])
+def test_a_task_an_object_created_is_stopped_and_resets_that_object(
+    robust: Server, what: str
+) -> None:
+    name = f"cpu-{what}"
+    with client(robust) as http:
+        assert http.get(f"/{name}/count").text == "1"
+        assert http.get(f"/{name}/{what}").text == "spawned"
+        wait_until(lambda: f'"{name}": a task it created failed: {CPU_MESSAGE}' in robust.output)
+        assert_serving(robust, http)
+        assert http.get(f"/{name}/count").text == "2"  # reset, and working again
+
+
+def test_a_task_of_the_worker_is_stopped(robust: Server) -> None:
+    with client(robust) as http:
+        assert http.get("/entry/task-spin").text == "spawned"
+        wait_until(lambda: f"a task of the Worker was stopped: {CPU_MESSAGE}" in robust.output)
+        assert_serving(robust, http)
+
+
+def test_a_websocket_listener_of_the_worker_is_stopped_and_its_socket_dropped(
+    robust: Server,
+) -> None:
+    async def main() -> None:
+        url = robust.url.replace("http://", "ws://", 1) + "/entry/ws"
+        async with connect(url) as ws:
+            await ws.send("hi")
+            assert await asyncio.wait_for(ws.recv(), 5) == "echo hi"
+            await ws.send("spin")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 15)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    assert f"listener was stopped: {CPU_MESSAGE}" in robust.output
+    with client(robust) as http:
+        assert_serving(robust, http)
+
+
 # -- §3: sys.exit() and KeyboardInterrupt are the event's failure ----------------------
 
 

@@ -40,13 +40,13 @@ from objectd.runtime.gates import InputGate, in_critical_section
 from objectd.runtime.phase import HAS_FILE, HostPhase, advance
 from objectd.runtime.state import DurableObjectState
 from objectd.runtime.storage_api import STORAGE_TIMEOUT, DurableObjectStorage
-from objectd.runtime.watchdog import CpuLimitExceeded
+from objectd.runtime.watchdog import CPU_LIMIT_MESSAGE, CpuLimitExceeded
 from objectd.storage.database import ObjectDatabase
 
 if TYPE_CHECKING:
     from objectd.runtime.registry import ObjectClass
 
-__all__ = ["EVENT_CODE", "ObjectHost", "current_host"]
+__all__ = ["CPU_LIMIT_MESSAGE", "EVENT_CODE", "ObjectHost", "current_host"]
 
 T = TypeVar("T")
 log = logging.getLogger("objectd.runtime")
@@ -55,7 +55,6 @@ current_host: contextvars.ContextVar[ObjectHost | None] = contextvars.ContextVar
     "objectd_current_host", default=None
 )
 
-CPU_LIMIT_MESSAGE = "Worker exceeded CPU time limit."
 _BCW_TIMEOUT = (
     "A call to blockConcurrencyWhile() in a Durable Object waited for too long. "
     "The call was canceled and the Durable Object was reset."
@@ -511,7 +510,7 @@ class ObjectHost:
             self._advance(HostPhase.COLD)
 
 
-# The frames the CPU watchdog may interrupt: code running for an object.
+# The runners of an object's code (``self`` is the host).
 EVENT_CODE = (
     ObjectHost._run_event.__code__,
     ObjectHost._run_critical.__code__,

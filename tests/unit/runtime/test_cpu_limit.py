@@ -1,6 +1,7 @@
-"""The CPU limit stops SQLite too, and every place handlers run (issue 9 §2; spec §11).
+"""The CPU limit stops SQLite too, and user code wherever it runs (issue 9 §2; spec §11).
 
-A real watchdog with a 0.2 s limit: each stuck handler costs ~0.2-0.4 s of CPU.
+A real watchdog with a 0.2 s limit: each stuck handler costs ~0.2-0.4 s of CPU
+(adversarial finding 2: code outside object events).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_kit import make_namespace
+from runtime_kit import TEST_CODE, kit_watchdog, make_namespace
 
 from objectd.errors import ObjectResetError
-from objectd.runtime.host import EVENT_CODE
 from objectd.runtime.namespace import DurableObjectNamespace
 from objectd.runtime.objects import DurableObject
+from objectd.runtime.user_tasks import install_task_guard
 from objectd.runtime.watchdog import CpuWatchdog
+from objectd.runtime.websockets import WebSocketPair
 from objectd.storage.database import internal_sql
 
 CPU = "Worker exceeded CPU time limit."
@@ -100,6 +102,18 @@ class Sql(DurableObject):
                 if caught == 2:
                     return caught
 
+    async def spawn(self, what: str) -> str:
+        async def body() -> None:
+            await asyncio.sleep(0)
+            if what == "spin":
+                while True:
+                    pass
+            self.ctx.storage.sql.exec(ENDLESS)
+
+        self._task = asyncio.get_running_loop().create_task(body())  # nobody awaits it
+        await asyncio.sleep(0.5)  # the reset ends this event too
+        return "spawned"
+
     async def put(self, key: str, value: Any) -> None:
         await self.ctx.storage.put(key, value)
 
@@ -115,13 +129,16 @@ class Sql(DurableObject):
 
 
 @asynccontextmanager
-async def watchdog() -> AsyncIterator[CpuWatchdog]:
-    dog = CpuWatchdog(0.2, targets=EVENT_CODE, poll_s=0.05)
+async def watchdog(dog: CpuWatchdog | None = None) -> AsyncIterator[CpuWatchdog]:
+    """A watchdog, and the guard of the tasks user code creates (as ``Project.start``)."""
+    dog = dog or kit_watchdog()
+    unguard = install_task_guard(asyncio.get_running_loop(), TEST_CODE)
     dog.start()
     try:
         yield dog
     finally:
         dog.stop()
+        unguard()
 
 
 async def expect_cpu_reset(call: Awaitable[Any]) -> None:
@@ -241,3 +258,51 @@ def test_a_handler_that_swallows_the_limit_is_interrupted_again(tmp_path: Path) 
             assert dog.interruptions == 2
 
     run(main)
+
+
+# -- user code outside events (adversarial finding 2) -------------------------------------
+
+
+@pytest.mark.parametrize("what", ["spin", "sql"])
+def test_a_task_the_object_created_is_stopped_and_resets_it(
+    tmp_path: Path, what: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Sql)
+        async with watchdog() as dog:
+            await ns.get_by_name("a").put("kept", 1)
+            with pytest.raises(ObjectResetError, match=CPU):
+                await asyncio.wait_for(ns.get_by_name("a").spawn(what), 10)
+            assert dog.interruptions == 1
+            assert await ns.get_by_name("a").state() == CLEAN
+
+    run(main)
+    assert "a task it created failed: Worker exceeded CPU time limit." in caplog.text
+
+
+def test_a_listener_outside_objects_is_stopped_and_its_socket_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        client, server = WebSocketPair()
+        server.accept()
+        client.accept()
+        closes: list[Any] = []
+        client.add_event_listener("close", closes.append)
+
+        def spin(event: Any) -> None:
+            while True:
+                pass
+
+        server.add_event_listener("message", spin)
+        async with watchdog() as dog:
+            client.send("spin")
+            for _ in range(200):
+                if closes:
+                    break
+                await asyncio.sleep(0.02)
+            assert dog.interruptions == 1
+            assert [(event.code, event.was_clean) for event in closes] == [(1006, False)]
+
+    run(main)
+    assert "listener was stopped: Worker exceeded CPU time limit." in caplog.text

@@ -1,7 +1,8 @@
 """Handlers that misbehave, for the robustness tests (issue 9 §2, §3).
 
 ``/health`` and ``/entry/<what>`` (``exit``, ``interrupt``, ``cancel``, ``spin``,
-``wait-until-exit``)
+``wait-until-exit``, ``task-spin``, and ``ws``: a standard-API WebSocket whose listener
+echoes, or spins on ``spin``)
 are answered by the Worker itself; every other path is
 ``/<object name>/<what>``, answered by that ``Robust`` object:
 
@@ -11,6 +12,7 @@ are answered by the Worker itself; every other path is
 * ``rows`` / ``blobs``: ``to_array()`` of a statement whose rows (ints / 1 MB blobs)
   never end;
 * ``spin``: a Python loop that never ends;
+* ``task-spin`` / ``task-sql``: a task the object creates that spins / runs endless SQL;
 * ``exit`` / ``interrupt``: ``sys.exit(3)`` / ``raise KeyboardInterrupt`` in fetch;
 * ``rpc-exit``: ``sys.exit()`` in an RPC method; ``bcw-exit``: in a
   ``block_concurrency_while`` callback; ``wait-until-exit``: in a ``wait_until`` task;
@@ -69,6 +71,9 @@ class Robust(DurableObject):
         if what == "spin":
             while True:
                 pass
+        if what in ("task-spin", "task-sql"):
+            self._task = asyncio.get_running_loop().create_task(self._stuck_later(what))
+            return Response("spawned")
         if what == "exit":
             await storage.put("dirty", what)
             sys.exit(3)
@@ -95,6 +100,13 @@ class Robust(DurableObject):
             return Response(None, status=101, web_socket=client)
         return Response("Not found", status=404)
 
+    async def _stuck_later(self, what: str) -> None:
+        await asyncio.sleep(0.05)
+        if what == "task-sql":
+            self.ctx.storage.sql.exec(ENDLESS)
+        while True:
+            pass
+
     async def rpc_exit(self) -> None:
         sys.exit()
 
@@ -115,6 +127,9 @@ class Robust(DurableObject):
         if message == "cancel":
             raise asyncio.CancelledError()
         ws.send(f"echo {message}")
+
+
+_tasks: set[asyncio.Task[None]] = set()  # the Worker's own tasks, kept referenced
 
 
 class Default(WorkerEntrypoint):
@@ -139,6 +154,27 @@ class Default(WorkerEntrypoint):
         if parts == ["entry", "spin"]:
             while True:
                 pass
+        if parts == ["entry", "task-spin"]:
+
+            async def spin_later() -> None:
+                await asyncio.sleep(0.05)
+                while True:
+                    pass
+
+            _tasks.add(asyncio.get_running_loop().create_task(spin_later()))
+            return Response("spawned")
+        if parts == ["entry", "ws"]:
+            client, server = WebSocketPair()
+            server.accept()
+
+            def on_message(event) -> None:
+                if event.data == "spin":
+                    while True:
+                        pass
+                server.send(f"echo {event.data}")
+
+            server.add_event_listener("message", on_message)
+            return Response(None, status=101, web_socket=client)
         if len(parts) != 2:
             return Response("Not found", status=404)
         name, what = parts
