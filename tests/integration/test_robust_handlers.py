@@ -2,15 +2,19 @@
 
 The ``apps/robust`` app runs with ``[limits] cpu_ms = 500``.  Each bad request must get
 an error, and right after it ``/health`` and another object answer, the process is
-still alive, and SIGTERM / SIGINT still stop it with exit code 0.
+still alive, and SIGTERM / SIGINT still stop it with exit code 0.  Code that cannot be
+stopped (it swallows every interrupt) ends the process with exit code 70 instead, and
+a restart finds every acknowledged write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 ROBUST_APP = Path(__file__).resolve().parent / "apps" / "robust"
 CPU_MESSAGE = "Worker exceeded CPU time limit."
+STUCK_EXIT_CODE = 70  # objectd.runtime.watchdog.STUCK_EXIT_CODE, as a supervisor sees it
 
 
 def start(tmp_path: Path, *, cpu_ms: int | None = 500) -> Server:
@@ -163,6 +168,78 @@ def test_a_websocket_listener_of_the_worker_is_stopped_and_its_socket_dropped(
     assert f"listener was stopped: {CPU_MESSAGE}" in robust.output
     with client(robust) as http:
         assert_serving(robust, http)
+
+
+# -- code that cannot be stopped ends the process (adversarial finding 1) -------------
+
+
+@pytest.mark.parametrize("what", ["spin-bare", "retry-bare"])
+def test_code_that_swallows_every_interrupt_ends_the_process_and_loses_nothing_acknowledged(
+    tmp_path: Path, what: str
+) -> None:
+    server = start(tmp_path)
+    try:
+        acknowledged: dict[str, int] = {}
+        with client(server) as http:
+            for i in range(12):
+                name = f"kept-{i % 3}"
+                acknowledged[name] = int(http.get(f"/{name}/count").text)
+        writing = True
+
+        def write_until_it_fails() -> None:  # writes acknowledged right up to the end
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                while writing:
+                    try:
+                        acknowledged["busy"] = int(http.get("/busy/count").text)
+                    except httpx.HTTPError:
+                        return
+
+        writer = threading.Thread(target=write_until_it_fails)
+        writer.start()
+        while "busy" not in acknowledged:
+            time.sleep(0.01)
+        stuck = threading.Thread(target=_get_quietly, args=(server, f"/stuck/{what}"))
+        stuck.start()
+        assert server.proc is not None
+        assert server.proc.wait(30) == STUCK_EXIT_CODE, server.output
+        writing = False
+        writer.join(30)
+        stuck.join(30)
+        output = server.output
+        assert "objectd: the event loop is stuck" in output
+        assert 'Stuck in Durable Object Robust "stuck"' in output
+        assert "in fetch" in output  # the user's frame
+        server.kill()  # (gone already: collects its output)
+        server.start()  # as a supervisor would
+        with client(server) as http:
+            for name, count in acknowledged.items():
+                assert int(http.get(f"/{name}/count").text) > count, name
+            assert_serving(server, http)
+    finally:
+        server.kill()
+
+
+def test_sigterm_while_the_loop_is_stuck_stops_the_server(tmp_path: Path) -> None:
+    # The default CPU limit (30 s): the stop request ends it, long before the limit would.
+    server = start(tmp_path, cpu_ms=None)
+    try:
+        with client(server) as http:
+            assert http.get("/stuck/count").text == "1"
+        stuck = threading.Thread(target=_get_quietly, args=(server, "/stuck/spin-bare"))
+        stuck.start()
+        wait_until(lambda: _unresponsive(server))
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == STUCK_EXIT_CODE, server.output
+        stuck.join(30)
+        assert "a stop was requested and the loop has not run for" in server.output
+    finally:
+        server.kill()
+
+
+def _get_quietly(server: Server, path: str) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # the process ends under it
+        httpx.get(server.url + path, timeout=60)
 
 
 # -- §3: sys.exit() and KeyboardInterrupt are the event's failure ----------------------

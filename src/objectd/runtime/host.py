@@ -510,7 +510,8 @@ class ObjectHost:
             self._advance(HostPhase.COLD)
 
 
-# The runners of an object's code (``self`` is the host).
+# The runners of an object's code (``self`` is the host): the CPU watchdog's report names
+# the object stuck in one of them (runtime.user_tasks.stuck_in).
 EVENT_CODE = (
     ObjectHost._run_event.__code__,
     ObjectHost._run_critical.__code__,

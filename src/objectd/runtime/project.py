@@ -42,7 +42,7 @@ from objectd.runtime.outbound import close_client
 from objectd.runtime.registry import ObjectClass
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.user_code import UserCode
-from objectd.runtime.user_tasks import install_task_guard
+from objectd.runtime.user_tasks import install_task_guard, stuck_in
 from objectd.runtime.watchdog import CpuLimitExceeded, CpuWatchdog
 from objectd.storage.alarm_index import ALARM_INDEX_NAME
 from objectd.storage.database import template_files
@@ -123,7 +123,9 @@ class Project:
         # The CPU limit applies to the project's code wherever it runs (the Worker's
         # too, as on Cloudflare): its files are under the project's folders.
         self.user_code = UserCode({config.root, config.main.parent})
-        self._watchdog = CpuWatchdog(settings.cpu_limit_s, user_code=self.user_code)
+        self._watchdog = CpuWatchdog(
+            settings.cpu_limit_s, user_code=self.user_code, describe=stuck_in
+        )
         self._unguard_tasks: Callable[[], None] | None = None
 
     @classmethod

@@ -26,17 +26,17 @@ import contextvars
 import functools
 import logging
 from collections.abc import Callable, Coroutine
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any, cast
 
 from objectd.errors import ObjectResetError
 from objectd.report import object_label
 from objectd.runtime.exits import describe, exit_error, from_signal, worker_exit_error
-from objectd.runtime.host import ObjectHost, current_host
+from objectd.runtime.host import EVENT_CODE, ObjectHost, current_host
 from objectd.runtime.phase import HostPhase
 from objectd.runtime.watchdog import CPU_LIMIT_MESSAGE, CpuLimitExceeded
 
-__all__ = ["install_task_guard"]
+__all__ = ["install_task_guard", "stuck_in"]
 
 log = logging.getLogger("objectd.runtime")
 
@@ -124,3 +124,18 @@ def _retrieve_logged(logged: list[BaseException], task: asyncio.Task[Any]) -> No
     """A failure the guard logged is not reported again when nobody awaits the task."""
     if logged and not task.cancelled():
         task.exception()
+
+
+GUARD_CODE = _guarded.__code__
+
+
+def stuck_in(frame: FrameType | None) -> str | None:
+    """The object whose code runs in ``frame``'s stack, for the CPU watchdog's report."""
+    while frame is not None:
+        code = frame.f_code
+        if code in EVENT_CODE or code is GUARD_CODE:
+            host = frame.f_locals.get("self" if code in EVENT_CODE else "host")
+            if isinstance(host, ObjectHost):
+                return object_label(host.object_class.name, host.id)
+        frame = frame.f_back
+    return None

@@ -12,6 +12,8 @@ are answered by the Worker itself; every other path is
 * ``rows`` / ``blobs``: ``to_array()`` of a statement whose rows (ints / 1 MB blobs)
   never end;
 * ``spin``: a Python loop that never ends;
+* ``spin-bare`` / ``retry-bare``: a loop or an endless statement retried forever under a
+  bare ``except:``, which swallows every CPU interrupt (the process has to end);
 * ``task-spin`` / ``task-sql``: a task the object creates that spins / runs endless SQL;
 * ``exit`` / ``interrupt``: ``sys.exit(3)`` / ``raise KeyboardInterrupt`` in fetch;
 * ``rpc-exit``: ``sys.exit()`` in an RPC method; ``bcw-exit``: in a
@@ -71,6 +73,19 @@ class Robust(DurableObject):
         if what == "spin":
             while True:
                 pass
+        if what == "spin-bare":
+            while True:
+                try:
+                    while True:
+                        pass
+                except:  # noqa: E722 -- the unlucky user's retry loop
+                    pass
+        if what == "retry-bare":
+            while True:
+                try:
+                    return Response(str(storage.sql.exec(ENDLESS).one()))
+                except:  # noqa: E722
+                    continue
         if what in ("task-spin", "task-sql"):
             self._task = asyncio.get_running_loop().create_task(self._stuck_later(what))
             return Response("spawned")
