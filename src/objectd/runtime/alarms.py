@@ -54,6 +54,7 @@ from objectd.ids import DurableObjectId
 from objectd.report import format_report
 from objectd.runtime.alarm_ops import AlarmRun, Seen, delete_alarm, run_alarm, stored_alarm
 from objectd.runtime.committer import Committer
+from objectd.runtime.exits import stray_cancel_error
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.storage.alarm_index import AlarmIndex, read_object_alarm
@@ -300,6 +301,12 @@ class AlarmScheduler:
         try:
             await self._attempt(key, slot)
         except (Exception, CpuLimitExceeded):  # a stray CPU interrupt must not stop alarms
+            log.exception("objectd: delivering an alarm failed; trying again in 1 s")
+            slot.due = self._now() + 1000
+        except asyncio.CancelledError as exc:
+            # A stray one would re-run the alarm at once, forever; only stop() cancels.
+            if stray_cancel_error(exc) is None:
+                raise
             log.exception("objectd: delivering an alarm failed; trying again in 1 s")
             slot.due = self._now() + 1000
         finally:

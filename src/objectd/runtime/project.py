@@ -26,8 +26,8 @@ from objectd.ids import IdMinter
 from objectd.runtime import data_lock
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
-from objectd.runtime.exits import describe, from_signal, worker_exit_error
-from objectd.runtime.host import CPU_LIMIT_MESSAGE, EVENT_CODE
+from objectd.runtime.exits import describe, from_signal, stray_cancel_error, worker_exit_error
+from objectd.runtime.host import CPU_LIMIT_MESSAGE
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
 from objectd.runtime.migrations import apply_migrations
@@ -41,6 +41,8 @@ from objectd.runtime.objects import (
 from objectd.runtime.outbound import close_client
 from objectd.runtime.registry import ObjectClass
 from objectd.runtime.settings import RuntimeSettings
+from objectd.runtime.user_code import UserCode
+from objectd.runtime.user_tasks import install_task_guard, stuck_in
 from objectd.runtime.watchdog import CpuLimitExceeded, CpuWatchdog
 from objectd.storage.alarm_index import ALARM_INDEX_NAME
 from objectd.storage.database import template_files
@@ -118,12 +120,13 @@ class Project:
         self.alarms: AlarmScheduler | None = None
         # Ready-made files for new objects, shared by the classes; None without classes.
         self.spares: SpareFiles | None = None
-        # The Worker's own code has the CPU limit too (as on Cloudflare): a spinning
-        # entrypoint must not hold the loop either.
+        # The CPU limit applies to the project's code wherever it runs (the Worker's
+        # too, as on Cloudflare): its files are under the project's folders.
+        self.user_code = UserCode({config.root, config.main.parent})
         self._watchdog = CpuWatchdog(
-            settings.cpu_limit_s,
-            targets=(*EVENT_CODE, Project.fetch.__code__, Project._run_background.__code__),
+            settings.cpu_limit_s, user_code=self.user_code, describe=stuck_in
         )
+        self._unguard_tasks: Callable[[], None] | None = None
 
     @classmethod
     def load(
@@ -234,6 +237,7 @@ class Project:
         """Start the runtime's own tasks: eviction, the CPU watchdog and the alarm scheduler."""
         loop = asyncio.get_running_loop()
         self._services.append(loop.create_task(self.lifecycle.run(), name="objectd-evictor"))
+        self._unguard_tasks = install_task_guard(loop, self.user_code)
         self._watchdog.start()
         if self.alarms is not None:
             self.alarms.start()
@@ -257,6 +261,11 @@ class Project:
             if from_signal(exc):
                 raise
             raise worker_exit_error(exc) from exc
+        except asyncio.CancelledError as exc:  # a 500, unless the request was cancelled
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            raise failure from exc
         if not isinstance(response, Response):
             raise TypeError(
                 f"the worker's fetch handler returned {type(response).__name__}, "
@@ -280,10 +289,17 @@ class Project:
             log.error("a wait_until() task of the worker raised %s", describe(exc), exc_info=exc)
         except Exception:
             log.exception("a wait_until() task of the worker failed")
+        except asyncio.CancelledError as exc:
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            log.error("a wait_until() task of the worker failed: %s", failure, exc_info=exc)
 
     async def close(self) -> None:
-        """Finish background work, commit and sync everything, close every file."""
-        self._watchdog.stop()
+        """Finish background work, commit and sync everything, close every file.
+
+        The CPU watchdog runs until the end: handlers still run while work finishes.
+        """
         if self.alarms is not None:
             await self.alarms.stop()  # no new alarm() runs while objects close
         for task in self._services:
@@ -303,6 +319,10 @@ class Project:
         if self.alarms is not None:
             self.alarms.close()  # after the committer: it commits the index's last rows
         await close_client()
+        self._watchdog.stop()
+        if self._unguard_tasks is not None:
+            self._unguard_tasks()
+            self._unguard_tasks = None
         if self.folder_lock is not None:  # every file is closed: another server may start
             self.folder_lock.release()
 
