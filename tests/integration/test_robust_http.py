@@ -214,6 +214,33 @@ def test_6_websocket_upgrade_with_a_bad_host_is_400(server: Server) -> None:
         assert status(sock.recv(65536)) == 101
 
 
+def test_6_absolute_form_target_must_agree_with_host(server: Server) -> None:
+    """Adversarial re-test, finding 9.  RFC 9112 §3.2.2: an absolute-form target's
+    authority is the request's host.  One that disagrees with Host is refused (400), so a
+    proxy that routed on either value and the worker see the same host."""
+    attack = b"GET http://x/counter/victim/increment HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert status(exchange(server, attack)) == 400
+    ws_attack = (
+        b"GET http://x/room/victim/websocket HTTP/1.1\r\nHost: a\r\nconnection: upgrade\r\n"
+        b"upgrade: websocket\r\nsec-websocket-version: 13\r\n"
+        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    assert status(exchange(server, ws_attack)) == 400
+    with server.client() as http:
+        assert http.get("/counter/victim/get").text == "0"
+    for target, host in [
+        (b"http://localhost/counter/abs/increment", b"localhost"),
+        (b"http://LocalHost:80/counter/abs/increment?x=1", b"localhost"),
+    ]:
+        agreed = b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nconnection: close\r\n\r\n"
+        assert status(exchange(server, agreed)) == 200, target
+    for target in [b"http://u@localhost/health", b"http:///health", b"http://x:99999/health"]:
+        bad = b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        assert status(exchange(server, bad)) == 400, target
+    with server.client() as http:
+        assert http.get("/counter/abs/get").text == "2"
+
+
 # -- §7 slow and idle connections, connection limit, descriptors -----------------------------
 
 

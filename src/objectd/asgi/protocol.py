@@ -20,6 +20,12 @@ subclass adds, per connection:
 - **a connection limit**: past ``max_connections`` open connections (WebSockets
   included), a new one is answered 503 at once and closed, so it holds its descriptor
   for one loop turn only.
+- **one host per request**: an absolute-form target (``GET http://x/path``) names the
+  request's host (RFC 9112 §3.2.2), and the worker's URL is built from the Host header;
+  a target whose authority disagrees with Host is refused (400), so a proxy in front that
+  routed on either value and the worker agree on the host.  An agreeing target is
+  rewritten to its origin form (``/path?query``), which is all the app and the WebSocket
+  handshake see.
 
 Everything else is uvicorn's.  (The HTTP version is checked by the app, whose scope
 already has it: here it would cost a second ``get_http_version`` per request.)  The
@@ -40,6 +46,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
 
 __all__ = ["HttpProtocol", "ServerConfig"]
@@ -96,6 +103,15 @@ class _RefusalLog:
 
 
 _refusals = _RefusalLog()
+
+# The schemes of an absolute-form target the front serves, with their default ports.
+_DEFAULT_PORTS = {b"http": b":80", b"https": b":443"}
+
+
+def _authority(value: bytes, default_port: bytes) -> bytes:
+    """A ``host[:port]`` as compared: lower case, without the scheme's default port."""
+    value = value.lower()
+    return value[: -len(default_port)] if value.endswith(default_port) else value
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -171,11 +187,46 @@ class HttpProtocol(HttpToolsProtocol):
         if self._head_bytes > self._max_head and self._head_size() > self._max_head:
             raise _Refusal(431)
         self._head_bytes = -1
+        if self.url[:1] != b"/":  # not origin-form: absolute-form, or "*" or an authority
+            self._check_absolute_form()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0  # the next bytes begin the next head
         super().on_message_complete()
+
+    def _check_absolute_form(self) -> None:
+        """An absolute-form target must name the host its Host header names (else 400); it
+        is then rewritten to origin form.  Other forms are left to the app (a 400 there)."""
+        url = self.url
+        scheme, sep, rest = url.partition(b"://")
+        scheme = scheme.lower()
+        if not sep or scheme not in _DEFAULT_PORTS:
+            return
+        end = len(rest)
+        for delimiter in b"/?#":
+            found = rest.find(delimiter)
+            if 0 <= found < end:
+                end = found
+        try:
+            authority = check_host(rest[:end])  # no userinfo, a valid host[:port]
+            parsed = httptools.parse_url(url)
+        except (ValueError, httptools.HttpParserInvalidURLError):
+            raise _Refusal(400) from None
+        hosts = [value for name, value in self.headers if name == b"host"]
+        default = _DEFAULT_PORTS[scheme]
+        if not hosts:
+            if self.parser.get_http_version() != "1.0":
+                raise _Refusal(400)  # HTTP/1.1 requires Host (RFC 9112 §3.2)
+            self.headers.append((b"host", authority.encode("ascii")))  # what it names
+        elif len(hosts) == 1 and _authority(hosts[0], default) != _authority(
+            authority.encode("ascii"), default
+        ):
+            raise _Refusal(400)
+        target = parsed.path or b"/"
+        if parsed.query is not None:
+            target += b"?" + parsed.query
+        self.url = target
 
     # -- refusals ------------------------------------------------------------------------
 
