@@ -180,6 +180,32 @@ def test_5_unterminated_heads_neither_stall_nor_grow_the_server(server: Server) 
     assert rss_during - rss_before < 48 * MiB, (rss_before, rss_during)
 
 
+def test_5_websocket_upgrades_accept_the_heads_plain_requests_accept(server: Server) -> None:
+    """Adversarial re-test, finding 7: an 8.5 KiB Cookie or 130 headers got 431 on an
+    upgrade (websockets' own parser: 8,192-byte lines, 128 headers) while a plain GET
+    took a 127 KiB head.  Now both have the one 128 KiB limit."""
+    upgrade = (
+        b"connection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\n"
+        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    )
+    fitting = {
+        "8.5 KiB cookie": b"cookie: a=" + b"b" * 8700 + b"\r\n",
+        "127 KiB cookie": b"cookie: a=" + b"b" * (127 * 1024 - 300) + b"\r\n",
+        "130 headers": b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 30) for i in range(130)),
+        "3,000 headers": b"".join(b"x%d: v\r\n" % i for i in range(3000)),
+    }
+    for label, extra in fitting.items():
+        request = get("/room/big/websocket", extra=upgrade + extra)
+        assert len(request) < 128 * 1024, label
+        with connect(server) as sock:
+            sock.sendall(request)
+            assert status(sock.recv(65536)) == 101, label
+    too_big = get(
+        "/room/big/websocket", extra=upgrade + b"cookie: a=" + b"b" * (129 * 1024) + b"\r\n"
+    )
+    assert status(exchange(server, too_big)) == 431
+
+
 # -- §6 Host ---------------------------------------------------------------------------------
 
 

@@ -17,6 +17,12 @@ readers with 1011).  On top of it, what a relayed socket needs:
 * **Pongs under back-pressure.**  A ping that finds the send buffer over its high-water
   mark stops reading until the buffer drains, so a peer that pings without reading
   cannot grow it.
+* **The handshake takes any head the HTTP front takes.**  uvicorn hands websockets the
+  head httptools already parsed, and websockets parses it again with its own limits
+  (8,192-byte lines, 128 headers: ``websockets.http11``), so an 8.5 KiB Cookie or 130
+  headers got 431 on an upgrade while a plain request took a 127 KiB head.  Those limits
+  are raised to what fits in the head size the HTTP front enforces (``--max-header-bytes``),
+  which stays the one bound on a head.
 * **The send buffer is visible.**  The scope's ``objectd.websocket`` extension offers
   its size, so the per-socket send bound (:mod:`objectd.asgi.websocket`) counts what
   the transport holds as well as what objectd has queued.
@@ -32,10 +38,13 @@ from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets import http11
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 from websockets.http11 import Request
 
+from objectd.asgi.limits import FrontLimits
+from objectd.asgi.protocol import ServerConfig
 from objectd.asgi.websocket import EXTENSION
 
 __all__ = ["WebSocketProtocol"]
@@ -43,6 +52,22 @@ __all__ = ["WebSocketProtocol"]
 _LOST = 1006
 # When uvicorn is configured without a ping timeout: websockets' own close timeout.
 _DEFAULT_LINGER_S = 10.0
+# What uvicorn's copy of a head can add to its longest line: it writes each header back as
+# "name: value", and the HTTP front's head size is measured as parsed (approximately).
+_LINE_SLACK = 1024
+
+
+def _fit_handshake_parser(max_header_bytes: int) -> None:
+    """Let websockets' handshake parser take any head of up to ``max_header_bytes`` (whose
+    total the HTTP front has already checked): a line as long as the whole head, and as
+    many headers as fit in it (a header line is at least 3 bytes, ``a:\\n``).  The limits
+    are module attributes that websockets reads at each parse, shared by the process."""
+    line = max_header_bytes + _LINE_SLACK
+    if line > http11.MAX_LINE_LENGTH:
+        http11.MAX_LINE_LENGTH = line
+    headers = max_header_bytes // 3 + 1
+    if headers > http11.MAX_NUM_HEADERS:
+        http11.MAX_NUM_HEADERS = headers
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -58,6 +83,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        limits = config.limits if isinstance(config, ServerConfig) else FrontLimits()
+        _fit_handshake_parser(limits.max_header_bytes)
         # How long a peer has to answer our Close or read what is left (uvicorn: 10 s,
         # then a graceful close that waits for the buffer forever).
         self.close_timeout = config.ws_ping_timeout or _DEFAULT_LINGER_S
