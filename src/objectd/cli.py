@@ -125,6 +125,14 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             help="Seconds a connection has to send a complete request head; past it 408.",
         ),
         click.option(
+            "--body-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_DEFAULT_LIMITS.body_timeout_s,
+            show_default=True,
+            help="Seconds a request body may go without a byte before it has all arrived; "
+            "past it 408.",
+        ),
+        click.option(
             "--keep-alive-timeout",
             type=click.FloatRange(min=0, min_open=True),
             default=_DEFAULT_LIMITS.keep_alive_timeout_s,
@@ -279,6 +287,7 @@ def _front_limits(options: dict[str, Any]) -> tuple[FrontLimits, DescriptorPlan]
     limits = FrontLimits(
         max_header_bytes=options["max_header_bytes"],
         header_timeout_s=options["header_timeout"],
+        body_timeout_s=options["body_timeout"],
         keep_alive_timeout_s=options["keep_alive_timeout"],
         max_connections=plan.max_connections,
         body_buffer_bytes=options["body_buffer"],
@@ -323,12 +332,14 @@ def _uvicorn_config(
         )
     log.info(
         "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
-        "request head, %g s header timeout, %g s keep-alive, %d bytes of buffered bodies",
+        "request head, %g s header timeout, %g s body timeout, %g s keep-alive, %d bytes of "
+        "buffered bodies",
         plan.open_files,
         plan.max_live_objects,
         limits.max_connections,
         limits.max_header_bytes,
         limits.header_timeout_s,
+        limits.body_timeout_s,
         limits.keep_alive_timeout_s,
         limits.body_buffer_bytes,
     )

@@ -17,6 +17,12 @@ subclass adds, per connection:
   partial read (a complete head in one read, the common case, arms no timer); past it
   408, or a plain close if nothing was sent.  Idle kept-alive connections keep uvicorn's
   keep-alive timer.
+- **a body timeout**: a request body that has not all arrived must not go
+  ``body_timeout_s`` without a byte (the clock restarts at each read, so a slow body
+  that keeps coming is never cut, and it does not run while the server itself holds
+  the reading back); past it 408 and close.  Without it a head announcing a body that
+  never comes held its connection forever, past every other timer (adversarial
+  re-test of issue 9, finding 5: 50 of them locked out every client).
 - **a connection limit**: past ``max_connections`` open connections (WebSockets
   included), a new one is answered 503 at once and closed, so it holds its descriptor
   for one loop turn only.
@@ -133,6 +139,11 @@ class HttpProtocol(HttpToolsProtocol):
         # refused connection).  Reads after a head's end in the same read are not counted.
         self._head_bytes = 0
         self._head_timer: TimerHandle | None = None
+        self._body_timeout = limits.body_timeout_s
+        # While a request's body is being read: when its last bytes arrived (loop time).
+        self._in_body = False
+        self._body_at = 0.0
+        self._body_timer: TimerHandle | None = None
 
     # -- connection ----------------------------------------------------------------------
 
@@ -150,6 +161,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -178,6 +192,10 @@ class HttpProtocol(HttpToolsProtocol):
                 self._refuse(431)
             elif self._head_timer is None:
                 self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+        elif self._in_body:  # a body is incomplete after this read
+            self._body_at = self.loop.time()
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
 
     # -- parser callbacks ----------------------------------------------------------------
 
@@ -189,10 +207,12 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_bytes = -1
         if self.url[:1] != b"/":  # not origin-form: absolute-form, or "*" or an authority
             self._check_absolute_form()
+        self._in_body = True  # until on_message_complete, in this read or a later one
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0  # the next bytes begin the next head
+        self._in_body = False
         super().on_message_complete()
 
     def _check_absolute_form(self) -> None:
@@ -250,6 +270,29 @@ class HttpProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing was sent: nothing to answer
         else:
             self._refuse(408)
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if not self._in_body or self.transport.is_closing() or cycle is None:
+            return
+        now = self.loop.time()
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
+            # The server holds the body back (the app has not read what came, a pipelined
+            # request waits, or "100 Continue" is not sent yet): the wait is not the client's.
+            self._body_at = now
+        idle = now - self._body_at
+        if idle < self._body_timeout:
+            self._body_timer = self.loop.call_later(self._body_timeout - idle, self._body_timed_out)
+            return
+        self._in_body = False
+        if not cycle.response_started:
+            self.transport.write(self._response(408, b"Request Timeout"))
+        # As for a lost connection: the app's receive() says http.disconnect, its sends
+        # are dropped.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self.transport.close()
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
