@@ -159,8 +159,9 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             "--ws-send-buffer",
             type=ByteSize(),
             default=DEFAULT_SEND_BUFFER,
-            help="Bytes buffered for one WebSocket peer, at most (plus one message); a peer "
-            "further behind is closed with 1008 [default: 4MiB].",
+            help="Bytes buffered for one WebSocket peer before it is behind; a peer behind "
+            "that does not drain for --ws-ping-timeout, or 4 times as far behind, is closed "
+            "with 1008 [default: 4MiB].",
         ),
         click.option(
             "--ws-ping-interval",
@@ -175,7 +176,7 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             default=20.0,
             show_default=True,
             help="Seconds a WebSocket peer has to answer a ping or our Close (or to read what "
-            "is left once closed) before it is dropped.",
+            "is left once closed, or to drain once behind) before it is dropped.",
         ),
     ]
     for option in reversed(options):

@@ -1,9 +1,11 @@
 """WebSocket peers that do not read, against a real ``objectd serve`` (issue 9, point 4).
 
 A peer that stops reading must not make the server buffer without bound: past the
-send buffer (``--ws-send-buffer``) it is closed with 1008, its object sees the close,
-and a peer that does not read the Close either is dropped after ``--ws-ping-timeout``.
-A reader at an ordinary pace is never dropped, keepalive pings included.
+send buffer (``--ws-send-buffer``) without draining for ``--ws-ping-timeout``, or past
+four times it, it is closed with 1008, its object sees the close, and a peer that does
+not read the Close either is dropped after ``--ws-ping-timeout``.  A reader at an
+ordinary pace is never dropped, keepalive pings included, nor is a fast reader sent a
+burst past the bound.
 
 The non-reading peers are raw sockets with a tiny receive buffer and a hand-made
 handshake, so nothing on the client side drains the server.  Every test is bounded by
@@ -239,15 +241,17 @@ def test_ws_send_buffer_sets_the_bound(flood: Server) -> None:
 
     async def main() -> None:
         async with connect(ws_url(flood, "/ws/small"), max_size=None) as reader:
-            # 7 MiB: past 1 MiB plus what the kernel buffers (at most 4 MiB), not past 4 + 4.
-            await blast(reader, 28, size=256 * 1024)
+            # 10 MiB: past the 1 MiB bound's ceiling (4 MiB) plus what the kernel buffers
+            # (at most 4 MiB), so closed well before --ws-ping-timeout (20 s); not past the
+            # default bound's ceiling (16 MiB) plus the kernel's.
+            await blast(reader, 40, size=256 * 1024)
             wait_until(lambda: len(overflow_closes(flood, "small")) == 1)
 
     run(main)
     frames, code = read_until_close(slow)
     slow.close()
     assert code == OVERFLOW_CODE
-    assert frames < 28
+    assert frames < 40
 
 
 def test_ping_auto_response_goes_through_the_bound(flood: Server) -> None:
@@ -310,6 +314,57 @@ def test_protocol_pings_without_reading_the_pongs_stop_being_read(flood: Server)
     assert sent < 200_000
     assert grown < 16 * MiB
     sock.close()
+    no_traceback(flood)
+
+
+# -- a burst is not a slow peer (adversarial re-test, finding 6) ---------------------------
+
+
+def test_a_fast_reader_gets_every_message_of_a_burst(flood: Server) -> None:
+    """One handler call sending 5 x 1 MiB, 80 x 64 KiB or 20,000 x 300 B to a reader on
+    localhost closed it with 1008 before the writer had a turn (0 messages received): the
+    bound judged the burst, not the peer.  Now the reader gets every message."""
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/burst"), max_size=None) as reader:
+            received = 0
+            for count, size in [(5, MiB), (80, 64 * 1024), (20_000, 300)]:
+                await reader.send(f"blast {count} {size}")
+                for _ in range(count):
+                    frame = await asyncio.wait_for(reader.recv(), 10)
+                    assert sequence(frame) == received
+                    received += 1
+            assert state(flood, "burst")["closes"] == []
+
+    run(main)
+    no_traceback(flood)
+
+
+@pytest.mark.parametrize("flood", [("--ws-ping-timeout", "1")], indirect=True)
+def test_a_peer_that_stays_over_the_bound_without_draining_is_closed(flood: Server) -> None:
+    """12 MiB to a peer that does not read: over the 4 MiB bound (and the 4 MiB or so the
+    kernel takes) but under the hard ceiling (4 x the bound), so it is not closed at once;
+    a send that finds it still behind, nothing drained, --ws-ping-timeout later closes it
+    with 1008."""
+    slow = raw_connect(flood, "/ws/stall")
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/stall"), max_size=None) as reader:
+            await reader.send(f"blast 12 {MiB}")
+            for n in range(12):
+                assert sequence(await asyncio.wait_for(reader.recv(), 10)) == n
+            assert overflow_closes(flood, "stall") == []  # a burst is not a slow peer
+            await asyncio.sleep(1.5)  # past --ws-ping-timeout, still not read
+            await reader.send("blast 1 16")
+            assert sequence(await asyncio.wait_for(reader.recv(), 10)) == 12
+            wait_until(lambda: len(overflow_closes(flood, "stall")) == 1)
+            assert state(flood, "stall")["sockets"] == 1
+
+    run(main)
+    frames, code = read_until_close(slow)
+    slow.close()
+    assert code == OVERFLOW_CODE, (frames, code)
+    assert frames < 13
     no_traceback(flood)
 
 

@@ -4,26 +4,44 @@
 to :class:`Connection`, which delivers incoming frames to the object and writes
 outgoing ones in order.
 
-Outgoing messages wait in a send buffer bounded in bytes (``--ws-send-buffer``,
-:data:`DEFAULT_SEND_BUFFER`): what objectd has queued for the peer plus what the
-transport holds, when the server says (the ``objectd.websocket`` scope extension of
-``objectd.asgi.ws_protocol``).  A message is taken while the buffer holds at most the
-bound, so one message of any size goes to a peer that keeps up, and a peer's buffer
-never holds more than the bound plus one message.  A message that finds the buffer
-over the bound closes the connection with ``OVERFLOW_CODE`` (1008): what was queued is
-dropped, the Close goes out at once, and the socket's object sees the close right away.
+Outgoing messages wait in a send buffer counted in bytes: what objectd has queued for the
+peer plus what the transport holds, when the server says (the ``objectd.websocket``
+scope extension of ``objectd.asgi.ws_protocol``).  Its bound judges the peer, not the
+sender's burst:
+
+* a message is taken while the buffer holds at most ``--ws-send-buffer``
+  (:data:`DEFAULT_SEND_BUFFER`), so one message of any size goes to a peer that keeps up;
+* past that bound the peer is *behind*, and is given ``--ws-ping-timeout`` (the
+  ``patience`` the extension offers) to get a message out: a message that finds it
+  still behind, with none written since it fell behind that long ago, closes it;
+* past :data:`CEILING_FACTOR` times the bound (16 MiB by default) it is closed at once,
+  whatever the time: the bound on memory.
+
+A handler that sends 5 x 1 MiB in one call used to close even a fast localhost reader
+(adversarial re-test of issue 9, finding 6): the check ran before the writer had a turn.
+Now such a burst is written as the reader takes it, and only a peer that does not drain
+is closed.  Closing is with ``OVERFLOW_CODE`` (1008): what was queued is dropped, the
+Close goes out at once, and the socket's object sees the close right away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from objectd.runtime.relay import OVERFLOW_CODE, OVERFLOW_REASON, Relay
 
-__all__ = ["DEFAULT_SEND_BUFFER", "EXTENSION", "MESSAGE_OVERHEAD", "Connection"]
+__all__ = [
+    "CEILING_FACTOR",
+    "DEFAULT_PATIENCE_S",
+    "DEFAULT_SEND_BUFFER",
+    "EXTENSION",
+    "MESSAGE_OVERHEAD",
+    "Connection",
+]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -31,13 +49,19 @@ Send = Callable[[Message], Awaitable[None]]
 
 # Object events one connection may have queued before it stops reading (back-pressure).
 _MAX_IN_FLIGHT = 32
-# Bytes buffered for one peer, at most (plus one message).  A peer that reads at the pace
-# of its link never comes near: the kernel's own send buffer (up to 4 MiB on Linux) takes
-# bursts first, and only what it cannot take waits here.  4 MiB is four 1 MiB frames, or a
-# second of a 32 Mbit/s stream, on top of that; a peer that stops reading costs no more,
-# and only until --ws-ping-timeout drops it.  Cloudflare documents no per-socket figure
-# (there, an isolate's 128 MB memory limit is the only ceiling).
+# Bytes buffered for one peer before it is behind.  A peer that reads at the pace of its
+# link never comes near: the kernel's own send buffer (up to 4 MiB on Linux) takes bursts
+# first, and only what it cannot take waits here.  4 MiB is four 1 MiB frames, or a
+# second of a 32 Mbit/s stream, on top of that.  Cloudflare documents no per-socket
+# figure (there, an isolate's 128 MB memory limit is the only ceiling).
 DEFAULT_SEND_BUFFER = 4 * 1024 * 1024
+# Past this many times the bound a peer is closed at once: room for a handler's burst
+# (a history replayed, a file sent in chunks) to reach a reader that keeps up, while a
+# peer that never reads costs at most this much, and only until it is closed.
+CEILING_FACTOR = 4
+# How long a peer behind may go without a message written, when the server does not say
+# (``--ws-ping-timeout``'s default).
+DEFAULT_PATIENCE_S = 20.0
 # What a queued message costs beyond its payload (its slot, then its ASGI message and frame
 # header while it is written), so a flood of tiny messages is bounded too: 4 MiB of send
 # buffer is 61,680 queued ``pong`` auto-responses.
@@ -68,13 +92,18 @@ class Connection:
     """
 
     __slots__ = (
+        "_behind",
         "_buffered",
+        "_ceiling",
+        "_clock",
         "_close",
         "_closing",
         "_done",
+        "_drained_at",
         "_in_flight",
         "_in_send",
         "_limit",
+        "_patience",
         "_preempted",
         "_queue",
         "_queued",
@@ -88,11 +117,20 @@ class Connection:
         send: Send,
         scope: MutableMapping[str, Any] | None = None,
         send_buffer: int = DEFAULT_SEND_BUFFER,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._send = send
         self._limit = send_buffer
+        self._ceiling = CEILING_FACTOR * send_buffer
         extension = ((scope or {}).get("extensions") or {}).get(EXTENSION) or {}
         self._buffered: Callable[[], int] = extension.get("write_buffer_size", _no_transport_buffer)
+        self._patience: float = extension.get("patience", DEFAULT_PATIENCE_S)
+        self._clock = clock
+        # The peer is behind (a send found the buffer over the bound) and, while it is,
+        # when it last drained: when it fell behind, or the writer last got a message out.
+        self._behind = False
+        self._drained_at = 0.0
         self._queue: deque[str | bytes] = deque()
         self._queued = 0  # the cost of what is in _queue
         self._in_flight = 0  # the cost of the message being written
@@ -109,9 +147,13 @@ class Connection:
     def send_message(self, data: str | bytes) -> bool:
         if self._closing or self._done:
             return True
-        if self._queued + self._in_flight + self._buffered() > self._limit:
-            self._overflow()
-            return False
+        size = self._queued + self._in_flight + self._buffered()
+        if size > self._limit:
+            if self._stalled(size):
+                self._overflow()
+                return False
+        elif self._behind:
+            self._behind = False  # caught up
         self._queue.append(data)
         self._queued += _cost(data)
         self._start()
@@ -136,6 +178,17 @@ class Connection:
         self._closing = True
         self._close = {"type": "websocket.close", "code": code, "reason": reason}
         self._start()
+
+    def _stalled(self, size: int) -> bool:
+        """The buffer holds ``size`` > the bound: is the peer to be closed?  Yes past the
+        ceiling; else once it has been behind for the patience with no message written."""
+        if size > self._ceiling:
+            return True
+        now = self._clock()
+        if not self._behind:
+            self._behind, self._drained_at = True, now
+            return False
+        return now - self._drained_at > self._patience
 
     def _overflow(self) -> None:
         """The peer is too far behind: drop what waits for it and close now."""
@@ -165,6 +218,8 @@ class Connection:
                 else:
                     await self._sending({"type": "websocket.send", "bytes": data})
                 self._in_flight = 0
+                if self._behind:  # the peer drains: timed only while it is behind
+                    self._drained_at = self._clock()
             if self._close is not None and not self._done:
                 message, self._close = self._close, None
                 await self._sending(message)

@@ -25,7 +25,8 @@ readers with 1011).  On top of it, what a relayed socket needs:
   which stays the one bound on a head.
 * **The send buffer is visible.**  The scope's ``objectd.websocket`` extension offers
   its size, so the per-socket send bound (:mod:`objectd.asgi.websocket`) counts what
-  the transport holds as well as what objectd has queued.
+  the transport holds as well as what objectd has queued, and ``--ws-ping-timeout`` as
+  the time a peer past that bound has to drain.
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         if self.handshake_initiated and not self.handshake_complete:  # the app is starting
             self.scope["extensions"][EXTENSION] = {
-                "write_buffer_size": self.transport.get_write_buffer_size
+                "write_buffer_size": self.transport.get_write_buffer_size,
+                # How long a peer behind its send bound may go without draining.
+                "patience": self.close_timeout,
             }
 
     def handle_close(self, event: Frame) -> None:
