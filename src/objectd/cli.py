@@ -164,6 +164,14 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             "with 1008 [default: 4MiB].",
         ),
         click.option(
+            "--ws-receive-buffer",
+            type=ByteSize(),
+            default=_DEFAULT_LIMITS.ws_receive_buffer_bytes,
+            help="Bytes of incoming WebSocket messages held across all connections at most "
+            "(being assembled, or waiting for their object); past it the connection is "
+            "closed with 1013 [default: 256MiB].",
+        ),
+        click.option(
             "--ws-ping-interval",
             type=click.FloatRange(min=0),
             default=20.0,
@@ -292,6 +300,7 @@ def _front_limits(options: dict[str, Any]) -> tuple[FrontLimits, DescriptorPlan]
         keep_alive_timeout_s=options["keep_alive_timeout"],
         max_connections=plan.max_connections,
         body_buffer_bytes=options["body_buffer"],
+        ws_receive_buffer_bytes=options["ws_receive_buffer"],
     )
     return limits, plan
 

@@ -5,7 +5,8 @@ send buffer (``--ws-send-buffer``) without draining for ``--ws-ping-timeout``, o
 four times it, it is closed with 1008, its object sees the close, and a peer that does
 not read the Close either is dropped after ``--ws-ping-timeout``.  A reader at an
 ordinary pace is never dropped, keepalive pings included, nor is a fast reader sent a
-burst past the bound.
+burst past the bound.  Incoming messages being assembled share one budget
+(``--ws-receive-buffer``).
 
 The non-reading peers are raw sockets with a tiny receive buffer and a hand-made
 handshake, so nothing on the client side drains the server.  Every test is bounded by
@@ -123,6 +124,13 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def data_frame(opcode: int, payload: bytes, *, fin: bool) -> bytes:
+    """A client frame of any size, masked with a zero key (RFC 6455 allows any key), so
+    the payload goes out as it is."""
+    first = (0x80 if fin else 0) | opcode
+    return bytes([first, 0x80 | 127]) + struct.pack("!Q", len(payload)) + bytes(4) + payload
 
 
 def read_until_close(sock: socket.socket) -> tuple[int, int | None]:
@@ -366,6 +374,60 @@ def test_a_peer_that_stays_over_the_bound_without_draining_is_closed(flood: Serv
     assert code == OVERFLOW_CODE, (frames, code)
     assert frames < 13
     no_traceback(flood)
+
+
+# -- incoming messages share one budget (adversarial re-test, finding 4) --------------------
+
+BUSY_CODE = 1013
+
+
+@pytest.mark.parametrize("flood", [("--ws-receive-buffer", "16MiB")], indirect=True)
+def test_unfinished_incoming_messages_share_one_budget(flood: Server) -> None:
+    """Clients sending 1 MiB fragments of a message they never finish (each under the
+    32 MiB message limit): 96 of them took the server to 3 GB.  Here 24 clients x 8 MiB
+    (192 MiB unbounded) against a 16 MiB budget: past it a client is closed with 1013
+    (try again later: the server is busy, the message itself was allowed), its object sees
+    the close, its bytes are freed, and ordinary messages go through once the budget has
+    room."""
+    before = rss(flood)
+    fragment = bytes(MiB)
+    hogs: list[socket.socket] = []
+    try:
+        for _ in range(24):
+            sock = raw_connect(flood, "/ws/hogs")
+            hogs.append(sock)
+            with contextlib.suppress(OSError):  # closed by the server while sending
+                for k in range(8):
+                    sock.sendall(data_frame(0x2 if k == 0 else 0x0, fragment, fin=False))
+        wait_until(lambda: len(busy_closes(flood, "hogs")) >= 22)  # at most 2 x 8 MiB fit
+        grown = rss(flood) - before
+        print(f"RSS {before / MiB:.0f} MiB, then +{grown / MiB:.1f} MiB")
+        assert grown < 64 * MiB  # unbounded: +192 MiB
+        closes = busy_closes(flood, "hogs")
+        assert all(not clean and "receive buffer" in reason for _, reason, clean in closes)
+        for sock in hogs:  # every Close was written before its object heard of it
+            sock.settimeout(0.5)  # the hogs still open have nothing to read
+        codes = [read_until_close(sock)[1] for sock in hogs]
+        assert codes.count(BUSY_CODE) >= 20, codes  # a few may see the reset, not the Close
+    finally:
+        for sock in hogs:
+            sock.close()
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/after"), max_size=None) as client:
+            await client.send("blast 1 16")
+            assert sequence(await asyncio.wait_for(client.recv(), 10)) == 0
+            wait_until(lambda: state(flood, "hogs")["sockets"] == 0)  # the hogs are gone
+            await client.send("blast 1 16" + " " * (12 * MiB))  # 12 MiB: the budget is free
+            assert sequence(await asyncio.wait_for(client.recv(), 10)) == 1
+        wait_until(lambda: state(flood, "after")["closes"] == [[1000, "", True]])
+
+    run(main)
+    no_traceback(flood)
+
+
+def busy_closes(server: Server, room: str) -> list[Any]:
+    return [c for c in state(server, room)["closes"] if c[0] == BUSY_CODE]
 
 
 # -- keepalive: a slow reader is never dropped -----------------------------------------------

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from objectd.asgi import ObjectdApp
-from objectd.asgi.websocket import EXTENSION, Connection
+from objectd.asgi.limits import ByteBudget
+from objectd.asgi.websocket import (
+    BUSY_CODE,
+    BUSY_REASON,
+    EXTENSION,
+    MESSAGE_OVERHEAD,
+    UNCLEAN,
+    Connection,
+)
 from objectd.runtime.relay import OVERFLOW_CODE, OVERFLOW_REASON
 
 WRANGLER = """
@@ -159,8 +167,8 @@ class Link:
     def closed(self, code: int, reason: str) -> None:
         self.events.append(("closed", code, reason))
 
-    def lost(self) -> None:
-        self.events.append("lost")
+    def lost(self, code: int = 1006, reason: str = "") -> None:
+        self.events.append("lost" if code == 1006 else ("lost", code, reason))
 
 
 class Peer:
@@ -286,5 +294,50 @@ def test_a_burst_is_not_a_slow_peer() -> None:
         for _ in range(2):
             incoming.put_nowait({"type": "websocket.disconnect", "code": 1006})
         await asyncio.gather(task, other_task)
+
+    asyncio.run(main())
+
+
+def test_messages_waiting_for_their_object_count_against_the_receive_budget() -> None:
+    """Adversarial re-test of issue 9, finding 4: a message the server has handed over is
+    counted by the connection until its object event has run; a close the server made
+    itself (UNCLEAN) reaches the object as a lost connection with its code and reason."""
+
+    async def main() -> None:
+        budget = ByteBudget(1 << 20)
+        events: list[asyncio.Future[None]] = []
+
+        class SlowLink(Link):
+            def message(self, data: str | bytes) -> Any:  # type: ignore[override]
+                super().message(data)
+                event: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                events.append(event)
+                return event
+
+        link = SlowLink()
+        peer = Peer()
+        scope = {"extensions": {EXTENSION: {"receive_budget": budget}}}
+        connection = Connection(peer.send, scope)
+        task = asyncio.ensure_future(connection.run(peer.incoming.get, link))
+        peer.incoming.put_nowait({"type": "websocket.receive", "bytes": b"x" * 1000})
+        peer.incoming.put_nowait({"type": "websocket.receive", "text": "hello"})
+        await asyncio.sleep(0)
+        assert budget.held == 1000 + 5 + 2 * MESSAGE_OVERHEAD  # both wait for the object
+        events[0].set_result(None)
+        await asyncio.sleep(0)
+        assert budget.held == 5 + MESSAGE_OVERHEAD
+        events[1].set_result(None)
+        await asyncio.sleep(0)
+        assert budget.held == 0
+        peer.incoming.put_nowait(
+            {
+                "type": "websocket.disconnect",
+                "code": BUSY_CODE,
+                "reason": BUSY_REASON,
+                UNCLEAN: True,
+            }
+        )
+        await task
+        assert link.events[-1] == ("lost", BUSY_CODE, BUSY_REASON)
 
     asyncio.run(main())

@@ -27,6 +27,12 @@ body bytes, all         256 MiB     room for two 100 MiB uploads at once, taken 
 requests                            bytes arrive (an announced length holds nothing); past
                                     it 503 with Retry-After, never a wait: requests holding
                                     parts of the budget would wait for each other
+WebSocket messages      256 MiB     bytes of incoming messages the process holds while
+being received, all                 they are assembled (unfinished fragments, a frame
+connections                         still arriving) or wait for their object; past it
+                                    the connection whose bytes would exceed it is closed
+                                    with 1013: room for eight messages at the 32 MiB
+                                    message limit at once
 ======================  ==========  ==================================================
 
 Descriptors: the soft open-files limit is raised to the hard limit at start (Linux's
@@ -46,6 +52,7 @@ from dataclasses import dataclass
 __all__ = [
     "FDS_PER_OBJECT",
     "FD_HEADROOM",
+    "ByteBudget",
     "DescriptorPlan",
     "FrontLimits",
     "plan_descriptors",
@@ -80,6 +87,32 @@ class FrontLimits:
     # None: no limit of the front's own (``serve`` always derives one from descriptors).
     max_connections: int | None = None
     body_buffer_bytes: int = 256 * MiB
+    ws_receive_buffer_bytes: int = 256 * MiB
+
+
+class ByteBudget:
+    """Bytes that the connections of one process hold together, against one limit.  Used
+    from the event loop's thread only, so a plain counter."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Take ``size`` bytes if the budget has them; False (and nothing taken) if not."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def charge(self, size: int) -> None:
+        """Count ``size`` bytes that are already held, over the limit or not."""
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
 
 
 def raise_open_files_limit() -> int:

@@ -53,7 +53,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from objectd.asgi.host import check_host
-from objectd.asgi.limits import FrontLimits
+from objectd.asgi.limits import ByteBudget, FrontLimits
 
 __all__ = ["HttpProtocol", "ServerConfig"]
 
@@ -65,7 +65,9 @@ _REFUSAL_LOG_INTERVAL_S = 10.0
 
 class ServerConfig(uvicorn.Config):
     """uvicorn's configuration for objectd: :class:`HttpProtocol` with ``limits``, no
-    ``server`` header, and the keep-alive timeout of the limits."""
+    ``server`` header, and the keep-alive timeout of the limits.  It also carries the
+    budget the WebSocket connections of the serving process share for incoming messages
+    (a fresh one in ``objectd dev``'s serving process, which unpickles its own copy)."""
 
     def __init__(self, app: Any, *, limits: FrontLimits, **kwargs: Any) -> None:
         super().__init__(
@@ -77,6 +79,7 @@ class ServerConfig(uvicorn.Config):
             **kwargs,
         )
         self.limits = limits
+        self.ws_receive_budget = ByteBudget(limits.ws_receive_buffer_bytes)
 
 
 class _Refusal(Exception):

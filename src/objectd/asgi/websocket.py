@@ -22,6 +22,12 @@ A handler that sends 5 x 1 MiB in one call used to close even a fast localhost r
 Now such a burst is written as the reader takes it, and only a peer that does not drain
 is closed.  Closing is with ``OVERFLOW_CODE`` (1008): what was queued is dropped, the
 Close goes out at once, and the socket's object sees the close right away.
+
+Incoming messages count against the process's receive budget (``--ws-receive-buffer``)
+from their first byte until their object event has run: the server counts them while
+they are assembled (``objectd.asgi.ws_protocol``), this connection while they wait for
+their object.  Past it the server closes the connection whose bytes would exceed it
+with ``BUSY_CODE`` (1013), and its object sees that close, ``was_clean`` false.
 """
 
 from __future__ import annotations
@@ -30,16 +36,21 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 
+from objectd.asgi.limits import ByteBudget
 from objectd.runtime.relay import OVERFLOW_CODE, OVERFLOW_REASON, Relay
 
 __all__ = [
+    "BUSY_CODE",
+    "BUSY_REASON",
     "CEILING_FACTOR",
     "DEFAULT_PATIENCE_S",
     "DEFAULT_SEND_BUFFER",
     "EXTENSION",
     "MESSAGE_OVERHEAD",
+    "UNCLEAN",
     "Connection",
 ]
 
@@ -66,8 +77,18 @@ DEFAULT_PATIENCE_S = 20.0
 # header while it is written), so a flood of tiny messages is bounded too: 4 MiB of send
 # buffer is 61,680 queued ``pong`` auto-responses.
 MESSAGE_OVERHEAD = 64
-# The scope extension through which the server shows its transport's send buffer.
+# The scope extension through which the server shows its transport's send buffer, the
+# patience for a peer behind, and the receive budget.
 EXTENSION = "objectd.websocket"
+# A connection whose incoming message would take the process past its receive budget is
+# closed with 1013, try again later: the message was within the limits (1009 is for a
+# message over the 32 MiB one), the server is short of room now, and the same message may
+# well fit later, as a body refused for the body budget gets 503 with Retry-After.
+BUSY_CODE = 1013
+BUSY_REASON = "WebSocket receive buffer full: the server is busy, try again later."
+# A websocket.disconnect the server marks so: it closed the connection itself, so the
+# object sees the code and reason with was_clean false, not a peer's clean close.
+UNCLEAN = "objectd.unclean"
 
 
 def _cost(data: str | bytes) -> int:
@@ -79,6 +100,13 @@ def _cost(data: str | bytes) -> int:
 
 def _no_transport_buffer() -> int:
     return 0
+
+
+_UNBOUNDED = ByteBudget(1 << 62)  # when the server keeps no receive budget
+
+
+def _give_back(budget: ByteBudget, size: int, _event: asyncio.Task[Any]) -> None:
+    budget.give(size)
 
 
 class Connection:
@@ -107,6 +135,7 @@ class Connection:
         "_preempted",
         "_queue",
         "_queued",
+        "_received",
         "_send",
         "_started",
         "_writer",
@@ -126,6 +155,7 @@ class Connection:
         extension = ((scope or {}).get("extensions") or {}).get(EXTENSION) or {}
         self._buffered: Callable[[], int] = extension.get("write_buffer_size", _no_transport_buffer)
         self._patience: float = extension.get("patience", DEFAULT_PATIENCE_S)
+        self._received: ByteBudget = extension.get("receive_budget", _UNBOUNDED)
         self._clock = clock
         # The peer is behind (a send found the buffer over the bound) and, while it is,
         # when it last drained: when it fell behind, or the writer last got a message out.
@@ -257,8 +287,13 @@ class Connection:
                 kind = message["type"]
                 if kind == "websocket.receive":
                     text = message.get("text")
-                    event = link.message(text if text is not None else message.get("bytes", b""))
+                    data = text if text is not None else message.get("bytes", b"")
+                    event = link.message(data)
                     if event is not None:
+                        # Held until the event has run: the budget counts it until then.
+                        cost = _cost(data)
+                        self._received.charge(cost)
+                        event.add_done_callback(partial(_give_back, self._received, cost))
                         pending.append(event)
                         while pending and pending[0].done():
                             pending.popleft()
@@ -270,6 +305,8 @@ class Connection:
                     code = message.get("code", 1005)
                     if code == 1006:
                         link.lost()
+                    elif message.get(UNCLEAN):
+                        link.lost(code, message.get("reason") or "")
                     else:
                         link.closed(code, message.get("reason") or "")
                     return
