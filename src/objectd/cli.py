@@ -125,6 +125,14 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             help="Seconds a connection has to send a complete request head; past it 408.",
         ),
         click.option(
+            "--body-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_DEFAULT_LIMITS.body_timeout_s,
+            show_default=True,
+            help="Seconds a request body may go without a byte before it has all arrived; "
+            "past it 408.",
+        ),
+        click.option(
             "--keep-alive-timeout",
             type=click.FloatRange(min=0, min_open=True),
             default=_DEFAULT_LIMITS.keep_alive_timeout_s,
@@ -151,8 +159,17 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             "--ws-send-buffer",
             type=ByteSize(),
             default=DEFAULT_SEND_BUFFER,
-            help="Bytes buffered for one WebSocket peer, at most (plus one message); a peer "
-            "further behind is closed with 1008 [default: 4MiB].",
+            help="Bytes buffered for one WebSocket peer before it is behind; a peer behind "
+            "that does not drain for --ws-ping-timeout, or 4 times as far behind, is closed "
+            "with 1008 [default: 4MiB].",
+        ),
+        click.option(
+            "--ws-receive-buffer",
+            type=ByteSize(),
+            default=_DEFAULT_LIMITS.ws_receive_buffer_bytes,
+            help="Bytes of incoming WebSocket messages held across all connections at most "
+            "(being assembled, or waiting for their object); past it the connection is "
+            "closed with 1013 [default: 256MiB].",
         ),
         click.option(
             "--ws-ping-interval",
@@ -167,7 +184,7 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             default=20.0,
             show_default=True,
             help="Seconds a WebSocket peer has to answer a ping or our Close (or to read what "
-            "is left once closed) before it is dropped.",
+            "is left once closed, or to drain once behind) before it is dropped.",
         ),
     ]
     for option in reversed(options):
@@ -287,9 +304,11 @@ def _front_limits(options: dict[str, Any]) -> tuple[FrontLimits, DescriptorPlan]
     limits = FrontLimits(
         max_header_bytes=options["max_header_bytes"],
         header_timeout_s=options["header_timeout"],
+        body_timeout_s=options["body_timeout"],
         keep_alive_timeout_s=options["keep_alive_timeout"],
         max_connections=plan.max_connections,
         body_buffer_bytes=options["body_buffer"],
+        ws_receive_buffer_bytes=options["ws_receive_buffer"],
     )
     return limits, plan
 
@@ -331,12 +350,14 @@ def _uvicorn_config(
         )
     log.info(
         "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
-        "request head, %g s header timeout, %g s keep-alive, %d bytes of buffered bodies",
+        "request head, %g s header timeout, %g s body timeout, %g s keep-alive, %d bytes of "
+        "buffered bodies",
         plan.open_files,
         plan.max_live_objects,
         limits.max_connections,
         limits.max_header_bytes,
         limits.header_timeout_s,
+        limits.body_timeout_s,
         limits.keep_alive_timeout_s,
         limits.body_buffer_bytes,
     )
