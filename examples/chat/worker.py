@@ -8,6 +8,8 @@ newcomer before anything else.  A message is broadcast to everyone in the room, 
 sender included, once it is stored: sends wait for the write to be durable (the output
 gate), so what a client shows has been saved.  Idle rooms hibernate; their sockets stay
 open.  The page pings every 30 s; the runtime answers ``pong`` without waking the room.
+Presence is per user, not per socket: someone with several tabs open joins the room with
+the first and leaves it with the last.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class ChatRoom(DurableObject):
         user = (parse_qs(urlsplit(request.url).query).get("user") or [""])[0].strip()
         if not user or len(user) > MAX_NAME:
             return Response(f"user must be 1 to {MAX_NAME} characters", status=400)
+        # Presence is per user, sockets per tab: each socket is tagged with its user.
+        first = not self.ctx.get_web_sockets(user)
         client, server = WebSocketPair()
         self.ctx.accept_web_socket(server, [user])
         server.serialize_attachment({"user": user})
@@ -60,7 +64,11 @@ class ChatRoom(DurableObject):
             "SELECT id, user, text, at FROM messages ORDER BY id DESC LIMIT ?", HISTORY
         ).to_array()
         server.send(json.dumps({"type": "history", "messages": rows[::-1]}))
-        self.broadcast({"type": "join", "user": user, "online": self.online()})
+        join = {"type": "join", "user": user, "online": self.online()}
+        if first:
+            self.broadcast(join)
+        else:  # another tab of someone already here: only it needs the list
+            server.send(json.dumps(join))
         return Response(None, status=101, web_socket=client)
 
     def web_socket_message(self, ws, message) -> None:
@@ -82,7 +90,9 @@ class ChatRoom(DurableObject):
 
     def web_socket_close(self, ws, code, reason, was_clean) -> None:
         user = ws.deserialize_attachment()["user"]
-        self.broadcast({"type": "leave", "user": user, "online": self.online()})
+        # A user leaves with their last socket; closing one of several tabs is no news.
+        if all(other is ws for other in self.ctx.get_web_sockets(user)):
+            self.broadcast({"type": "leave", "user": user, "online": self.online()})
 
     def web_socket_error(self, ws, error) -> None:
         self.web_socket_close(ws, 1006, str(error), False)

@@ -7,6 +7,7 @@ and camelCase aliases of methods live on the classes themselves.
 from objectd.errors import (
     ConfigError,
     ConnectionLostError,
+    DataFolderInUseError,
     DurableObjectAbort,
     DurableObjectError,
     DurableObjectRangeError,
@@ -44,6 +45,7 @@ __all__ = [
     "AlarmInfo",
     "ConfigError",
     "ConnectionLostError",
+    "DataFolderInUseError",
     "Durability",
     "DurableObject",
     "DurableObjectAbort",

@@ -35,9 +35,10 @@ from objectd.asgi.limits import (
 from objectd.asgi.protocol import ServerConfig
 from objectd.asgi.reload import DevReload
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
-from objectd.config import find_config
-from objectd.errors import ConfigError
+from objectd.config import find_config, secrets_from_environ
+from objectd.errors import ConfigError, DataFolderInUseError
 from objectd.runtime.committer import Durability
+from objectd.runtime.data_lock import check_data_folder
 from objectd.runtime.settings import RuntimeSettings
 
 __all__ = ["main"]
@@ -127,6 +128,14 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             help="Seconds a connection has to send a complete request head; past it 408.",
         ),
         click.option(
+            "--body-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_DEFAULT_LIMITS.body_timeout_s,
+            show_default=True,
+            help="Seconds a request body may go without a byte before it has all arrived; "
+            "past it 408.",
+        ),
+        click.option(
             "--keep-alive-timeout",
             type=click.FloatRange(min=0, min_open=True),
             default=_DEFAULT_LIMITS.keep_alive_timeout_s,
@@ -153,8 +162,17 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             "--ws-send-buffer",
             type=ByteSize(),
             default=DEFAULT_SEND_BUFFER,
-            help="Bytes buffered for one WebSocket peer, at most (plus one message); a peer "
-            "further behind is closed with 1008 [default: 4MiB].",
+            help="Bytes buffered for one WebSocket peer before it is behind; a peer behind "
+            "that does not drain for --ws-ping-timeout, or 4 times as far behind, is closed "
+            "with 1008 [default: 4MiB].",
+        ),
+        click.option(
+            "--ws-receive-buffer",
+            type=ByteSize(),
+            default=_DEFAULT_LIMITS.ws_receive_buffer_bytes,
+            help="Bytes of incoming WebSocket messages held across all connections at most "
+            "(being assembled, or waiting for their object); past it the connection is "
+            "closed with 1013 [default: 256MiB].",
         ),
         click.option(
             "--ws-ping-interval",
@@ -169,7 +187,7 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             default=20.0,
             show_default=True,
             help="Seconds a WebSocket peer has to answer a ping or our Close (or to read what "
-            "is left once closed) before it is dropped.",
+            "is left once closed, or to drain once behind) before it is dropped.",
         ),
     ]
     for option in reversed(options):
@@ -208,6 +226,10 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
         OBJECTD_BODY_BUFFER=str(limits.body_buffer_bytes),
         OBJECTD_WS_SEND_BUFFER=str(options["ws_send_buffer"]),
     )
+    # For the serving process: 500s carry the error report (dev only).  Its log is set up
+    # from the config it is handed (ServerConfig.configure_logging).
+    os.environ.update(OBJECTD_SHOW_ERRORS="1")
+    _check_data_folder()
     server = uvicorn.Server(config)
     # Storage writes are not changes: the data folders are not watched.
     ignored = [directory / ".objectd", *([data_dir.resolve()] if data_dir else [])]
@@ -217,9 +239,16 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
 @main.command()
 @_common
 def serve(directory: Path, data_dir: Path | None, durability: str, **options: Any) -> None:
-    """Serve DIRECTORY in production (no reloading)."""
+    """Serve DIRECTORY in production (no reloading).
+
+    Secrets come from OBJECTD_SECRET_<NAME> environment variables, not .dev.vars.
+    """
     directory = directory.resolve()
     _check_project(directory)
+    try:
+        secrets = secrets_from_environ(os.environ)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     limits, plan = _front_limits(options)
     app = ObjectdApp(
         directory,
@@ -229,6 +258,7 @@ def serve(directory: Path, data_dir: Path | None, durability: str, **options: An
         settings=_settings(options, plan),
         body_buffer_bytes=limits.body_buffer_bytes,
         ws_send_buffer=options["ws_send_buffer"],
+        secrets=secrets,
     )
     config = _uvicorn_config(app, limits, plan, options)
     sock = _listen(config)
@@ -271,9 +301,11 @@ def _front_limits(options: dict[str, Any]) -> tuple[FrontLimits, DescriptorPlan]
     limits = FrontLimits(
         max_header_bytes=options["max_header_bytes"],
         header_timeout_s=options["header_timeout"],
+        body_timeout_s=options["body_timeout"],
         keep_alive_timeout_s=options["keep_alive_timeout"],
         max_connections=plan.max_connections,
         body_buffer_bytes=options["body_buffer"],
+        ws_receive_buffer_bytes=options["ws_receive_buffer"],
     )
     return limits, plan
 
@@ -282,6 +314,20 @@ def _check_project(directory: Path) -> None:
     try:
         find_config(directory)
     except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _check_data_folder() -> None:
+    """dev: refuse now if another server serves the data the serving process would load
+    (its OBJECTD_* settings say which); the reloader would wait on after it refused."""
+    env = os.environ
+    try:
+        check_data_folder(
+            env["OBJECTD_PROJECT"],
+            data_dir=env["OBJECTD_DATA_DIR"] or None,
+            environment=env["OBJECTD_ENV"] or None,
+        )
+    except DataFolderInUseError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -326,12 +372,14 @@ def _log_plan(limits: FrontLimits, plan: DescriptorPlan) -> None:
         )
     log.info(
         "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
-        "request head, %g s header timeout, %g s keep-alive, %d bytes of buffered bodies",
+        "request head, %g s header timeout, %g s body timeout, %g s keep-alive, %d bytes of "
+        "buffered bodies",
         plan.open_files,
         plan.max_live_objects,
         limits.max_connections,
         limits.max_header_bytes,
         limits.header_timeout_s,
+        limits.body_timeout_s,
         limits.keep_alive_timeout_s,
         limits.body_buffer_bytes,
     )

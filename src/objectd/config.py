@@ -1,16 +1,20 @@
 """wrangler.toml / wrangler.json / wrangler.jsonc -> frozen dataclasses.
 
 The only module that knows wrangler's key names.  ``load_project`` reads one
-project folder (the wrangler file, then ``.dev.vars``) and returns a
-``ProjectConfig``; every refusal is a ``ConfigError`` whose message starts with
+project folder (the wrangler file, then ``.dev.vars`` unless the secrets are passed in,
+as ``objectd serve`` does from ``OBJECTD_SECRET_<NAME>`` environment variables) and
+returns a ``ProjectConfig``; every refusal is a ``ConfigError`` whose message starts with
 the file and the key path, and every unknown or unsupported key is a warning
 (logged on ``objectd.config`` and kept in ``ProjectConfig.warnings``), never a
-crash, so a project written for Cloudflare loads as it is.
+crash, so a project written for Cloudflare loads as it is.  The exception is an
+unknown key that is nearly a known one (``durable_object``): that is a typo whose
+section would silently be missing, so it is refused with the key it resembles.
 """
 
 from __future__ import annotations
 
 import datetime
+import difflib
 import json
 import keyword
 import logging
@@ -38,6 +42,7 @@ __all__ = [
     "find_config",
     "load_project",
     "parse_dev_vars",
+    "secrets_from_environ",
 ]
 
 _log = logging.getLogger("objectd.config")
@@ -45,6 +50,8 @@ _log = logging.getLogger("objectd.config")
 # Wrangler's own precedence when a folder holds more than one.
 _CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
 _CONFIG_SUFFIXES = (".json", ".jsonc", ".toml")
+# `objectd serve` takes secrets from the environment: OBJECTD_SECRET_API_KEY -> env.API_KEY.
+SECRET_PREFIX = "OBJECTD_SECRET_"
 
 # The keys objectd reads, at the top level and in an [env.<name>] section.
 _READ_KEYS = frozenset({
@@ -56,23 +63,30 @@ _READ_KEYS = frozenset({
 _TOP_KEYS = _READ_KEYS | {"env", "$schema"}
 # Wrangler keys for features objectd does not provide: accepted with a warning.
 _IGNORED_KEYS = frozenset({
-    "account_id", "ai", "alias", "analytics_engine_datasets", "assets", "base_dir", "browser",
-    "build", "cloudchamber", "compliance_region", "containers", "d1_databases", "data_blobs",
-    "define", "dev", "dispatch_namespaces", "exports", "find_additional_modules",
-    "first_party_worker", "hyperdrive", "images", "jsx_factory", "jsx_fragment", "keep_names",
-    "keep_vars", "kv_namespaces", "legacy_env", "logfwdr", "logpush", "minify",
-    "mtls_certificates", "no_bundle", "node_compat", "observability", "pipelines", "placement",
-    "preserve_file_names", "preview_urls", "python_modules", "queues", "r2_buckets", "route",
-    "routes", "rules", "secrets", "secrets_store_secrets", "send_email", "send_metrics",
-    "services", "site", "tail_consumers", "text_blobs", "triggers", "tsconfig", "unsafe",
-    "upload_source_maps", "usage_model", "vectorize", "version_metadata", "wasm_modules",
-    "workers_dev", "workflows", "zone_id"
+    "account_id", "ai", "ai_search", "ai_search_namespaces", "alias",
+    "analytics_engine_datasets", "assets", "base_dir", "browser", "build", "cloudchamber",
+    "compliance_region", "containers", "d1_databases", "data_blobs", "define", "dev",
+    "dispatch_namespaces", "exports", "find_additional_modules", "first_party_worker",
+    "hyperdrive", "images", "jsx_factory", "jsx_fragment", "keep_names", "keep_vars",
+    "kv_namespaces", "legacy_assets", "legacy_env", "logfwdr", "logpush", "media", "minify",
+    "mtls_certificates", "no_bundle", "node_compat", "observability", "pages_build_output_dir",
+    "pipelines", "placement", "preserve_file_names", "preview_urls", "python_modules", "queues",
+    "r2_buckets", "ratelimits", "route", "routes", "rules", "secrets", "secrets_store_secrets",
+    "send_email", "send_metrics", "services", "site", "streaming_tail_consumers",
+    "tail_consumers", "text_blobs", "triggers", "tsconfig", "unsafe", "unsafe_hello_world",
+    "upload_source_maps", "usage_model", "vectorize", "version_metadata", "vpc_networks",
+    "vpc_services", "wasm_modules", "worker_loaders", "workers_dev", "workflows", "zone_id"
 })  # fmt: skip
 _BINDING_KEYS = frozenset({"name", "class_name", "script_name", "environment"})
 _MIGRATION_KEYS = frozenset({
     "tag", "new_classes", "new_sqlite_classes", "renamed_classes", "deleted_classes",
     "transferred_classes",
 })  # fmt: skip
+# How alike (difflib's ratio, case ignored) an unknown key must be to a known one to be
+# refused as its typo.  Stricter than difflib's 0.6: wrangler keeps adding keys, and a
+# real key objectd does not list yet ("ratelimits" against "limits": 0.75) must stay a
+# warning; typos score higher ("durable_object" 0.97, "class-name" 0.9, "binding" 0.93).
+_TYPO_CUTOFF = 0.8
 _MAX_CPU_MS = 300_000
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -134,7 +148,7 @@ class ProjectConfig:
     durable_objects: tuple[DurableObjectBinding, ...]
     migrations: tuple[Migration, ...]
     vars: Mapping[str, Any]  # JSON values as parsed; a name also in `secrets` is left out
-    secrets: Mapping[str, str]  # from `.dev.vars` (or `.dev.vars.<env>`)
+    secrets: Mapping[str, str]  # from `.dev.vars` (or `.dev.vars.<env>`), or as passed in
     limits: Limits
     environment: str | None
     warnings: tuple[str, ...]  # every warning logged while loading
@@ -145,8 +159,14 @@ def find_config(directory: Path) -> Path:
     return _locate(Path(directory))[0]
 
 
-def load_project(directory: str | Path, *, env: str | None = None) -> ProjectConfig:
-    """Read the project in ``directory`` (a folder or a wrangler file), for ``env`` if given."""
+def load_project(
+    directory: str | Path, *, env: str | None = None, secrets: Mapping[str, str] | None = None
+) -> ProjectConfig:
+    """Read the project in ``directory`` (a folder or a wrangler file), for ``env`` if given.
+
+    Secrets come from ``.dev.vars`` (local development, as with wrangler) unless
+    ``secrets`` is given: then those are used and ``.dev.vars`` is not read.
+    """
     config_path, shadowed = _locate(Path(directory))
     root = config_path.parent
     loader = _Loader(config_path)
@@ -188,9 +208,22 @@ def load_project(directory: str | Path, *, env: str | None = None) -> ProjectCon
     for var in variables:
         if var in binding_names:
             loader.fail(f"{prefix}vars.{var}", "name is already used by a durable object binding")
-    secrets = _secrets(root, env, binding_names)
+    if secrets is None:
+        secrets, source = _secrets(root, env, binding_names), "the .dev.vars secret"
+    else:
+        secrets, source = dict(secrets), f"the secret {SECRET_PREFIX}<NAME>"
+        if clashes := sorted(secrets.keys() & binding_names):
+            raise ConfigError(
+                f"{SECRET_PREFIX}{clashes[0]}: secret {clashes[0]!r} is named like a "
+                "durable object binding; rename one of them"
+            )
+        if dev_vars := [p.name for p in _dev_vars_files(root, env) if p.is_file()]:
+            loader.warn(
+                f"{root}: {', '.join(dev_vars)} not read: it is for local development "
+                f"(`objectd dev`); pass secrets as {SECRET_PREFIX}<NAME> environment variables"
+            )
     for secret in secrets.keys() & variables.keys():
-        loader.warn(f"{config_path}: {prefix}vars.{secret}: overridden by the .dev.vars secret")
+        loader.warn(f"{config_path}: {prefix}vars.{secret}: overridden by {source}")
         del variables[secret]
     return ProjectConfig(
         root=root,
@@ -275,12 +308,17 @@ class _Loader:
         known: frozenset[str],
         ignored: frozenset[str] = frozenset(),
     ) -> None:
-        """Warn about keys objectd does not read: ``ignored`` ones are wrangler features."""
+        """Warn about keys objectd does not read: ``ignored`` ones are wrangler features.
+
+        An unknown key close to a known or ignored one is refused as its typo.
+        """
         for name in table:
             where = f"{key}.{name}" if key else name
             if name in ignored:
                 self.warn(f"{self.path}: {where}: not supported by objectd; ignored")
             elif name not in known:
+                if (meant := _close_key(name, known | ignored)) is not None:
+                    self.fail(where, f"unknown key; did you mean `{meant}`?")
                 self.warn(f"{self.path}: {where}: unknown key; ignored")
 
     def table(self, value: Any, key: str) -> dict[str, Any]:
@@ -304,6 +342,13 @@ class _Loader:
     def strings(self, value: Any, key: str) -> tuple[str, ...]:
         items = self.array([] if value is None else value, key)
         return tuple(self.string(item, f"{key}[{index}]") for index, item in enumerate(items))
+
+
+def _close_key(name: str, keys: Iterable[str]) -> str | None:
+    """The key ``name`` is most likely a typo of, if one is close enough."""
+    by_lower = {key.lower(): key for key in keys}
+    found = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=_TYPO_CUTOFF)
+    return by_lower[found[0]] if found else None
 
 
 def _show(value: Any) -> str:
@@ -541,10 +586,30 @@ def _migration(loader: _Loader, entry: dict[str, Any], at: str) -> Migration:
     return Migration(tag, new_classes, new_sqlite_classes, renamed, deleted_classes, transferred)
 
 
+def secrets_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The secrets in ``environ``: ``OBJECTD_SECRET_<NAME>=value`` is the secret ``NAME``.
+
+    A prefix, not every variable: the server's own environment (``PATH``, credentials of
+    other tools) never reaches the worker unless it is named for it.
+    """
+    found: dict[str, str] = {}
+    for variable, value in environ.items():
+        if variable.startswith(SECRET_PREFIX):
+            name = variable.removeprefix(SECRET_PREFIX)
+            if not name:
+                raise ConfigError(f"{SECRET_PREFIX}: the secret's name must follow the prefix")
+            found[name] = value
+    return found
+
+
+def _dev_vars_files(root: Path, env: str | None) -> list[Path]:
+    """``.dev.vars.<env>`` (with an environment), then ``.dev.vars``: the first that exists."""
+    return ([root / f".dev.vars.{env}"] if env is not None else []) + [root / ".dev.vars"]
+
+
 def _secrets(root: Path, env: str | None, binding_names: set[str]) -> dict[str, str]:
     """``.dev.vars.<env>`` if it exists for ``env``, else ``.dev.vars``, else nothing."""
-    candidates = ([root / f".dev.vars.{env}"] if env is not None else []) + [root / ".dev.vars"]
-    for path in candidates:
+    for path in _dev_vars_files(root, env):
         if path.is_file():
             try:
                 text = path.read_text(encoding="utf-8")

@@ -14,10 +14,15 @@ The tree::
     ├── OverloadedError                      too much queued, or a hang that reset it (overloaded)
     ├── ConnectionLostError                  "Network connection lost." (retryable)
     ├── RemoteError                          base of errors raised inside an object (remote)
+    ├── DataFolderInUseError                 another server serves this data folder
     └── ConfigError (ValueError)             wrangler config or migrations refused
         └── MigrationError
 
     DurableObjectAbort (BaseException)       raised by ctx.abort() inside a handler
+
+An error raised inside an object reaches its caller as a copy (:func:`as_remote`)
+whose ``remote_trace`` holds the frames where it was raised; ``objectd.report`` shows
+them under the caller's own frames.
 
 Flags mirror the properties workerd sets on errors seen through a stub:
 ``retryable``, ``overloaded``, ``remote`` and ``durable_object_reset`` (camelCase
@@ -29,12 +34,14 @@ from __future__ import annotations
 
 import builtins
 import threading
-import traceback
 from typing import Any
+
+from objectd.report import ErrorTrace, capture
 
 __all__ = [
     "ConfigError",
     "ConnectionLostError",
+    "DataFolderInUseError",
     "DurableObjectAbort",
     "DurableObjectError",
     "DurableObjectRangeError",
@@ -61,6 +68,8 @@ class DurableObjectError(Exception):
     remote: bool = False
     durable_object_reset: bool = False
     durable_object_id: str | None = None
+    # Where an error raised inside an object came from (set by as_remote; objectd.report).
+    remote_trace: ErrorTrace | None = None
 
     def __init__(self, message: str = "", **flags: Any) -> None:
         super().__init__(message)
@@ -155,6 +164,10 @@ class RemoteError(DurableObjectError):
     remote = True
 
 
+class DataFolderInUseError(DurableObjectError):
+    """A server refused to start: another one holds the data folder (runtime.data_lock)."""
+
+
 class ConfigError(DurableObjectError, ValueError):
     """A project configuration objectd refuses; the message names file and key path."""
 
@@ -208,11 +221,13 @@ def remote_error(
     return cls(message, **flags)
 
 
-def as_remote(exc: BaseException) -> DurableObjectError:
+def as_remote(exc: BaseException, *, where: str | None = None) -> DurableObjectError:
     """A copy of an exception raised inside an object, as its caller sees it (remote).
 
     An objectd error keeps its class and flags; any other becomes :func:`remote_error`
-    of its class name and ancestors.  Either carries the original traceback as text.
+    of its class name and ancestors.  Either carries ``remote_trace``: the frames where
+    ``exc`` was raised, in the object named ``where``, captured as plain values so the
+    report (``objectd.report``) can show them where the copy is awaited.
     """
     if isinstance(exc, DurableObjectError):
         copied = exc.__class__.__new__(exc.__class__)
@@ -223,5 +238,5 @@ def as_remote(exc: BaseException) -> DurableObjectError:
     else:
         bases = tuple(cls.__name__ for cls in type(exc).__mro__[1:])
         error = remote_error(type(exc).__name__, str(exc), base_names=bases)
-    error.remote_traceback = "".join(traceback.format_exception(exc))  # type: ignore[attr-defined]
+    error.remote_trace = capture(exc, where=where)
     return error

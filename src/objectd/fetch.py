@@ -365,7 +365,12 @@ def _json_response(
 
 
 class Response(_BodyMixin):
-    """An HTTP response: ``Response(body, status=, status_text=, headers=, web_socket=)``."""
+    """An HTTP response: ``Response(body, status=, status_text=, headers=, web_socket=)``.
+
+    ``statusText=`` and ``webSocket=`` are accepted too: they are the JavaScript init's
+    names (``new Response(null, {status: 101, webSocket: client})``), which code ported
+    to Python keeps.
+    """
 
     __slots__ = ("_body", "_headers", "_status", "_status_text", "_web_socket", "url")
     _headers: Headers
@@ -381,7 +386,18 @@ class Response(_BodyMixin):
         status_text: str = "",
         headers: HeadersInit = None,
         web_socket: object | None = None,
+        *,
+        statusText: str | None = None,
+        webSocket: object | None = None,
     ) -> None:
+        if statusText is not None:
+            if status_text:
+                raise DurableObjectTypeError("Response() got both status_text= and statusText=")
+            status_text = statusText
+        if webSocket is not None:
+            if web_socket is not None:
+                raise DurableObjectTypeError("Response() got both web_socket= and webSocket=")
+            web_socket = webSocket
         if not isinstance(status, int) or isinstance(status, bool):
             raise DurableObjectTypeError(f"status must be an int, got {type(status).__name__}")
         if web_socket is not None and status != 101:

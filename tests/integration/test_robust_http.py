@@ -116,6 +116,13 @@ def start(project: Path, tmp_path: Path, *args: str, **kwargs: object) -> Server
     return Server(project, tmp_path / "data", *args, **kwargs).start()  # type: ignore[arg-type]
 
 
+STALLED = b"POST /kv/a/put?key=k HTTP/1.1\r\nHost: localhost\r\ncontent-length: %d\r\n\r\n"
+
+
+def post_small(server: Server) -> int:
+    return httpx.post(server.url + "/kv/b/put?key=k", content=b"v", timeout=5).status_code
+
+
 @pytest.fixture
 def tuned(project: Path, tmp_path: Path) -> Iterator[Server]:
     """A server with small timeouts, so the timeout tests take a second or two."""
@@ -180,6 +187,32 @@ def test_5_unterminated_heads_neither_stall_nor_grow_the_server(server: Server) 
     assert rss_during - rss_before < 48 * MiB, (rss_before, rss_during)
 
 
+def test_5_websocket_upgrades_accept_the_heads_plain_requests_accept(server: Server) -> None:
+    """Adversarial re-test, finding 7: an 8.5 KiB Cookie or 130 headers got 431 on an
+    upgrade (websockets' own parser: 8,192-byte lines, 128 headers) while a plain GET
+    took a 127 KiB head.  Now both have the one 128 KiB limit."""
+    upgrade = (
+        b"connection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\n"
+        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    )
+    fitting = {
+        "8.5 KiB cookie": b"cookie: a=" + b"b" * 8700 + b"\r\n",
+        "127 KiB cookie": b"cookie: a=" + b"b" * (127 * 1024 - 300) + b"\r\n",
+        "130 headers": b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 30) for i in range(130)),
+        "3,000 headers": b"".join(b"x%d: v\r\n" % i for i in range(3000)),
+    }
+    for label, extra in fitting.items():
+        request = get("/room/big/websocket", extra=upgrade + extra)
+        assert len(request) < 128 * 1024, label
+        with connect(server) as sock:
+            sock.sendall(request)
+            assert status(sock.recv(65536)) == 101, label
+    too_big = get(
+        "/room/big/websocket", extra=upgrade + b"cookie: a=" + b"b" * (129 * 1024) + b"\r\n"
+    )
+    assert status(exchange(server, too_big)) == 431
+
+
 # -- §6 Host ---------------------------------------------------------------------------------
 
 
@@ -212,6 +245,33 @@ def test_6_websocket_upgrade_with_a_bad_host_is_400(server: Server) -> None:
     with connect(server) as sock:  # the same upgrade with a good Host is accepted
         sock.sendall(get("/room/ok/websocket", host=b"localhost", extra=upgrade))
         assert status(sock.recv(65536)) == 101
+
+
+def test_6_absolute_form_target_must_agree_with_host(server: Server) -> None:
+    """Adversarial re-test, finding 9.  RFC 9112 §3.2.2: an absolute-form target's
+    authority is the request's host.  One that disagrees with Host is refused (400), so a
+    proxy that routed on either value and the worker see the same host."""
+    attack = b"GET http://x/counter/victim/increment HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert status(exchange(server, attack)) == 400
+    ws_attack = (
+        b"GET http://x/room/victim/websocket HTTP/1.1\r\nHost: a\r\nconnection: upgrade\r\n"
+        b"upgrade: websocket\r\nsec-websocket-version: 13\r\n"
+        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    assert status(exchange(server, ws_attack)) == 400
+    with server.client() as http:
+        assert http.get("/counter/victim/get").text == "0"
+    for target, host in [
+        (b"http://localhost/counter/abs/increment", b"localhost"),
+        (b"http://LocalHost:80/counter/abs/increment?x=1", b"localhost"),
+    ]:
+        agreed = b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nconnection: close\r\n\r\n"
+        assert status(exchange(server, agreed)) == 200, target
+    for target in [b"http://u@localhost/health", b"http:///health", b"http://x:99999/health"]:
+        bad = b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        assert status(exchange(server, bad)) == 400, target
+    with server.client() as http:
+        assert http.get("/counter/abs/get").text == "2"
 
 
 # -- §7 slow and idle connections, connection limit, descriptors -----------------------------
@@ -303,6 +363,36 @@ def test_7_open_files_soft_limit_is_raised_to_the_hard_limit(project: Path, tmp_
         server.kill()
 
 
+def test_7_stalled_bodies_are_cut_by_the_body_timeout(project: Path, tmp_path: Path) -> None:
+    """Body slowloris (adversarial re-test, finding 5b): heads announcing a 1-byte body
+    that never comes, as many as --max-connections allows, locked every client out (503)
+    for as long as they stayed.  --body-timeout cuts them with 408; a body that keeps
+    arriving, however slowly, is never cut."""
+    server = start(project, tmp_path, "--max-connections", "21", "--body-timeout", "1")
+    try:
+        with connect(server) as slow:  # one byte every 0.3 s: idle less than the timeout
+            body = b"12345678"
+            slow.sendall(STALLED % len(body))
+            for byte in body:
+                time.sleep(0.3)
+                slow.sendall(bytes([byte]))
+            assert status(read_response(slow)) == 200  # 2.4 s in all, past the timeout
+        stalled = [connect(server) for _ in range(20)]
+        try:
+            for sock in stalled:
+                sock.sendall(STALLED % 1)
+            time.sleep(0.3)
+            answers = [read_until_closed(sock) for sock in stalled]  # cut within seconds
+        finally:
+            for sock in stalled:
+                sock.close()
+        assert [status(answer) for answer in answers] == [408] * 20
+        assert health(server) == 200
+        assert post_small(server) == 200
+    finally:
+        server.kill()
+
+
 # -- §8 request bodies -----------------------------------------------------------------------
 
 
@@ -317,22 +407,40 @@ def test_8_content_length_over_100_mib_is_refused_from_the_header(server: Server
 
 
 def test_8_buffered_bodies_share_one_budget(project: Path, tmp_path: Path) -> None:
+    """Bodies take the budget as their bytes arrive: the request whose bytes would take it
+    past the budget gets 503, the others go on, and what a request held is given back."""
     server = start(project, tmp_path, "--body-buffer", "4MiB")
     post = b"POST /health HTTP/1.1\r\nHost: localhost\r\ncontent-length: %d\r\n\r\n" % (3 * MiB)
     try:
         with connect(server) as first:
-            first.sendall(post + b"x" * MiB)  # holds 3 MiB of the 4 MiB budget
+            first.sendall(post + b"x" * (2 * MiB + MiB // 2))  # holds 2.5 MiB of the 4 MiB
             time.sleep(0.3)
-            response = exchange(server, post + b"x" * MiB)
+            response = exchange(server, post + b"x" * (3 * MiB))  # past 4 MiB at 1.5 MiB
             assert status(response) == 503
             assert header(response, b"retry-after") is not None
-            first.sendall(b"x" * (2 * MiB))
+            first.sendall(b"x" * (MiB // 2))
             assert status(read_response(first)) == 200
         with connect(server) as again:  # the budget was given back
             again.sendall(post + b"x" * (3 * MiB))
             assert status(read_response(again)) == 200
     finally:
         server.kill()
+
+
+def test_8_announced_bodies_hold_no_budget_until_their_bytes_arrive(server: Server) -> None:
+    """Body slowloris (adversarial re-test, finding 5a): three heads announcing 100 +
+    100 + 56 MiB and sending nothing took the whole 256 MiB budget, and every other upload
+    got 503 for as long as they stayed.  Bodies now take the budget as their bytes come."""
+    held = [connect(server) for _ in range(3)]
+    try:
+        for sock, size in zip(held, [100 * MiB, 100 * MiB, 56 * MiB], strict=True):
+            sock.sendall(STALLED % size)
+        time.sleep(0.3)  # the server has read the three heads
+        assert post_small(server) == 200
+        assert health(server) == 200
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_8_many_large_bodies_keep_memory_bounded(project: Path, tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
 """WebSocket peers that do not read, against a real ``objectd serve`` (issue 9, point 4).
 
 A peer that stops reading must not make the server buffer without bound: past the
-send buffer (``--ws-send-buffer``) it is closed with 1008, its object sees the close,
-and a peer that does not read the Close either is dropped after ``--ws-ping-timeout``.
-A reader at an ordinary pace is never dropped, keepalive pings included.
+send buffer (``--ws-send-buffer``) without draining for ``--ws-ping-timeout``, or past
+four times it, it is closed with 1008, its object sees the close, and a peer that does
+not read the Close either is dropped after ``--ws-ping-timeout``.  A reader at an
+ordinary pace is never dropped, keepalive pings included, nor is a fast reader sent a
+burst past the bound.  Incoming messages being assembled share one budget
+(``--ws-receive-buffer``).
 
 The non-reading peers are raw sockets with a tiny receive buffer and a hand-made
 handshake, so nothing on the client side drains the server.  Every test is bounded by
@@ -123,6 +126,13 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
 
 
+def data_frame(opcode: int, payload: bytes, *, fin: bool) -> bytes:
+    """A client frame of any size, masked with a zero key (RFC 6455 allows any key), so
+    the payload goes out as it is."""
+    first = (0x80 if fin else 0) | opcode
+    return bytes([first, 0x80 | 127]) + struct.pack("!Q", len(payload)) + bytes(4) + payload
+
+
 def read_until_close(sock: socket.socket) -> tuple[int, int | None]:
     """Read frames until a Close frame or the end: (data frames seen, close code or None)."""
     buffer = bytearray()
@@ -239,15 +249,17 @@ def test_ws_send_buffer_sets_the_bound(flood: Server) -> None:
 
     async def main() -> None:
         async with connect(ws_url(flood, "/ws/small"), max_size=None) as reader:
-            # 7 MiB: past 1 MiB plus what the kernel buffers (at most 4 MiB), not past 4 + 4.
-            await blast(reader, 28, size=256 * 1024)
+            # 10 MiB: past the 1 MiB bound's ceiling (4 MiB) plus what the kernel buffers
+            # (at most 4 MiB), so closed well before --ws-ping-timeout (20 s); not past the
+            # default bound's ceiling (16 MiB) plus the kernel's.
+            await blast(reader, 40, size=256 * 1024)
             wait_until(lambda: len(overflow_closes(flood, "small")) == 1)
 
     run(main)
     frames, code = read_until_close(slow)
     slow.close()
     assert code == OVERFLOW_CODE
-    assert frames < 28
+    assert frames < 40
 
 
 def test_ping_auto_response_goes_through_the_bound(flood: Server) -> None:
@@ -311,6 +323,111 @@ def test_protocol_pings_without_reading_the_pongs_stop_being_read(flood: Server)
     assert grown < 16 * MiB
     sock.close()
     no_traceback(flood)
+
+
+# -- a burst is not a slow peer (adversarial re-test, finding 6) ---------------------------
+
+
+def test_a_fast_reader_gets_every_message_of_a_burst(flood: Server) -> None:
+    """One handler call sending 5 x 1 MiB, 80 x 64 KiB or 20,000 x 300 B to a reader on
+    localhost closed it with 1008 before the writer had a turn (0 messages received): the
+    bound judged the burst, not the peer.  Now the reader gets every message."""
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/burst"), max_size=None) as reader:
+            received = 0
+            for count, size in [(5, MiB), (80, 64 * 1024), (20_000, 300)]:
+                await reader.send(f"blast {count} {size}")
+                for _ in range(count):
+                    frame = await asyncio.wait_for(reader.recv(), 10)
+                    assert sequence(frame) == received
+                    received += 1
+            assert state(flood, "burst")["closes"] == []
+
+    run(main)
+    no_traceback(flood)
+
+
+@pytest.mark.parametrize("flood", [("--ws-ping-timeout", "1")], indirect=True)
+def test_a_peer_that_stays_over_the_bound_without_draining_is_closed(flood: Server) -> None:
+    """12 MiB to a peer that does not read: over the 4 MiB bound (and the 4 MiB or so the
+    kernel takes) but under the hard ceiling (4 x the bound), so it is not closed at once;
+    a send that finds it still behind, nothing drained, --ws-ping-timeout later closes it
+    with 1008."""
+    slow = raw_connect(flood, "/ws/stall")
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/stall"), max_size=None) as reader:
+            await reader.send(f"blast 12 {MiB}")
+            for n in range(12):
+                assert sequence(await asyncio.wait_for(reader.recv(), 10)) == n
+            assert overflow_closes(flood, "stall") == []  # a burst is not a slow peer
+            await asyncio.sleep(1.5)  # past --ws-ping-timeout, still not read
+            await reader.send("blast 1 16")
+            assert sequence(await asyncio.wait_for(reader.recv(), 10)) == 12
+            wait_until(lambda: len(overflow_closes(flood, "stall")) == 1)
+            assert state(flood, "stall")["sockets"] == 1
+
+    run(main)
+    frames, code = read_until_close(slow)
+    slow.close()
+    assert code == OVERFLOW_CODE, (frames, code)
+    assert frames < 13
+    no_traceback(flood)
+
+
+# -- incoming messages share one budget (adversarial re-test, finding 4) --------------------
+
+BUSY_CODE = 1013
+
+
+@pytest.mark.parametrize("flood", [("--ws-receive-buffer", "16MiB")], indirect=True)
+def test_unfinished_incoming_messages_share_one_budget(flood: Server) -> None:
+    """Clients sending 1 MiB fragments of a message they never finish (each under the
+    32 MiB message limit): 96 of them took the server to 3 GB.  Here 24 clients x 8 MiB
+    (192 MiB unbounded) against a 16 MiB budget: past it a client is closed with 1013
+    (try again later: the server is busy, the message itself was allowed), its object sees
+    the close, its bytes are freed, and ordinary messages go through once the budget has
+    room."""
+    before = rss(flood)
+    fragment = bytes(MiB)
+    hogs: list[socket.socket] = []
+    try:
+        for _ in range(24):
+            sock = raw_connect(flood, "/ws/hogs")
+            hogs.append(sock)
+            with contextlib.suppress(OSError):  # closed by the server while sending
+                for k in range(8):
+                    sock.sendall(data_frame(0x2 if k == 0 else 0x0, fragment, fin=False))
+        wait_until(lambda: len(busy_closes(flood, "hogs")) >= 22)  # at most 2 x 8 MiB fit
+        grown = rss(flood) - before
+        print(f"RSS {before / MiB:.0f} MiB, then +{grown / MiB:.1f} MiB")
+        assert grown < 64 * MiB  # unbounded: +192 MiB
+        closes = busy_closes(flood, "hogs")
+        assert all(not clean and "receive buffer" in reason for _, reason, clean in closes)
+        for sock in hogs:  # every Close was written before its object heard of it
+            sock.settimeout(0.5)  # the hogs still open have nothing to read
+        codes = [read_until_close(sock)[1] for sock in hogs]
+        assert codes.count(BUSY_CODE) >= 20, codes  # a few may see the reset, not the Close
+    finally:
+        for sock in hogs:
+            sock.close()
+
+    async def main() -> None:
+        async with connect(ws_url(flood, "/ws/after"), max_size=None) as client:
+            await client.send("blast 1 16")
+            assert sequence(await asyncio.wait_for(client.recv(), 10)) == 0
+            wait_until(lambda: state(flood, "hogs")["sockets"] == 0)  # the hogs are gone
+            await client.send("blast 1 16" + " " * (12 * MiB))  # 12 MiB: the budget is free
+            assert sequence(await asyncio.wait_for(client.recv(), 10)) == 1
+        wait_until(lambda: state(flood, "after")["closes"] == [[1000, "", True]])
+
+    run(main)
+    no_traceback(flood)
+
+
+def busy_closes(server: Server, room: str) -> list[Any]:
+    return [c for c in state(server, room)["closes"] if c[0] == BUSY_CODE]
 
 
 # -- keepalive: a slow reader is never dropped -----------------------------------------------

@@ -206,3 +206,31 @@ def test_chat_example_stores_and_replays(server: Server) -> None:
             assert [(m["user"], m["text"]) for m in history] == [("bo", "hello ana")]
 
     run(main)
+
+
+@pytest.mark.parametrize("project", ["chat"], indirect=True)
+def test_chat_presence_is_per_user_not_per_socket(server: Server) -> None:
+    # Issue 15 §6: "ana left" while ana still had another tab open.
+    async def main() -> None:
+        url = ws_url(server, "/api/rooms/lobby/websocket")
+
+        async def joined(user: str) -> ClientConnection:
+            ws = await connect(f"{url}?user={user}")
+            assert json.loads(await recv(ws))["type"] == "history"
+            assert json.loads(await recv(ws))["type"] == "join"  # its own, with the list
+            return ws
+
+        bo = await joined("bo")
+        tab1 = await joined("ana")
+        assert json.loads(await recv(bo))["online"] == ["ana", "bo"]
+        tab2 = await joined("ana")
+        await nothing_arrives(bo)  # ana's second tab: ana was already here
+        await tab1.close()
+        await nothing_arrives(bo)  # and is still here
+        await tab2.send(json.dumps({"text": "still here"}))
+        assert json.loads(await recv(bo))["text"] == "still here"
+        await tab2.close()
+        assert json.loads(await recv(bo)) == {"type": "leave", "user": "ana", "online": ["bo"]}
+        await bo.close()
+
+    run(main)

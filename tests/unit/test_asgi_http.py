@@ -185,6 +185,45 @@ def test_bodies_share_one_budget_and_give_it_back(tmp_path: Path) -> None:
     assert app._buffered == 0
 
 
+def test_an_announced_length_holds_none_of_the_budget(tmp_path: Path) -> None:
+    """Adversarial re-test of issue 9, finding 5: a body takes the budget as its bytes
+    arrive, so heads announcing bodies that never come hold none of it."""
+    app = make_app(tmp_path)
+    app.body_buffer_bytes = 8
+    held: list[int] = []
+    chunks = [b"", b"123", b"456"]
+
+    async def main() -> int:
+        await app.startup()
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            held.append(app._buffered)
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "headers": [(b"host", b"h"), (b"content-length", b"6")],
+        }
+        try:
+            await app(scope, receive, send)
+        finally:
+            await app.shutdown()
+        return int(sent[0]["status"])
+
+    assert asyncio.run(main()) == 200
+    assert held == [0, 0, 3]  # nothing for the announced 6 bytes until they come
+    assert app._buffered == 0
+
+
 @pytest.mark.parametrize(
     ("version", "status"), [("0.9", 400), ("2.0", 505), ("1.2", 505), ("1.0", 200), ("2", 200)]
 )

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from objectd.asgi import ObjectdApp
-from objectd.asgi.websocket import EXTENSION, Connection
+from objectd.asgi.limits import ByteBudget
+from objectd.asgi.websocket import (
+    BUSY_CODE,
+    BUSY_REASON,
+    EXTENSION,
+    MESSAGE_OVERHEAD,
+    UNCLEAN,
+    Connection,
+)
 from objectd.runtime.relay import OVERFLOW_CODE, OVERFLOW_REASON
 
 WRANGLER = """
@@ -159,8 +167,8 @@ class Link:
     def closed(self, code: int, reason: str) -> None:
         self.events.append(("closed", code, reason))
 
-    def lost(self) -> None:
-        self.events.append("lost")
+    def lost(self, code: int = 1006, reason: str = "") -> None:
+        self.events.append("lost" if code == 1006 else ("lost", code, reason))
 
 
 class Peer:
@@ -204,20 +212,33 @@ def test_a_peer_past_the_send_buffer_is_closed_with_1008() -> None:
     asyncio.run(main())
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_the_send_buffer_counts_queued_messages_and_the_transport() -> None:
     async def main() -> None:
         peer = Peer(buffered=850)
-        peer.reading.set()
-        connection = Connection(peer.send, peer.scope(), send_buffer=1000)
+        clock = Clock()
+        connection = Connection(peer.send, peer.scope(), send_buffer=1000, clock=clock)
         task = asyncio.ensure_future(connection.run(peer.incoming.get, Link()))
         await asyncio.sleep(0)
         assert connection.send_message("a" * 40)  # 850 in the transport, nothing queued
         assert connection.send_message("b" * 40)  # 850 + 104 queued: within the bound
-        assert not connection.send_message("c")  # 850 + 208 > 1000: closed
+        assert connection.send_message("c")  # 850 + 208 > 1000: behind, not closed at once
+        clock.now = 19.0
+        assert connection.send_message("d")  # behind for 19 s: within the patience (20 s)
+        clock.now = 20.5
+        assert not connection.send_message("e")  # 20.5 s, no message out: closed
         await asyncio.sleep(0.01)
-        assert [m.get("text", m.get("code")) for m in peer.sent] == [OVERFLOW_CODE]
+        assert [m.get("code") for m in peer.sent] == [OVERFLOW_CODE]
         peer.buffered = 0  # a fresh connection with room in its transport
-        other = Connection(peer.send, peer.scope(), send_buffer=1000)
+        peer.reading.set()
+        other = Connection(peer.send, peer.scope(), send_buffer=1000, clock=clock)
         other_task = asyncio.ensure_future(other.run(peer.incoming.get, Link()))
         await asyncio.sleep(0)
         for _ in range(100):  # a reader that keeps up is never closed
@@ -227,5 +248,96 @@ def test_the_send_buffer_counts_queued_messages_and_the_transport() -> None:
             peer.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
         await asyncio.gather(task, other_task)
         assert sum(1 for m in peer.sent if m.get("text") == "é" * 100) == 100
+
+    asyncio.run(main())
+
+
+def test_a_burst_is_not_a_slow_peer() -> None:
+    """Adversarial re-test of issue 9, finding 6: a handler's burst past the bound (under
+    the ceiling) reaches a peer that drains it, however long draining takes, as long as
+    messages keep going out; past the ceiling, a peer is closed at once."""
+
+    async def main() -> None:
+        sent: list[dict[str, Any]] = []
+        turns = asyncio.Semaphore(0)  # one message out per release: a slow reader
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "websocket.send":
+                await turns.acquire()
+            sent.append(message)
+
+        clock = Clock()
+        scope = {"extensions": {EXTENSION: {"write_buffer_size": lambda: 0, "patience": 1.0}}}
+        connection = Connection(send, scope, send_buffer=1000, clock=clock)
+        incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        task = asyncio.ensure_future(connection.run(incoming.get, Link()))
+        await asyncio.sleep(0)
+        for _ in range(7):  # 7 x 564 bytes in one turn: over the bound, under 4 x 1000
+            assert connection.send_message(b"x" * 500)
+        for _ in range(5):  # a message out every 0.9 s: 4.5 s in all, past the patience
+            clock.now += 0.9
+            turns.release()
+            await asyncio.sleep(0)
+            assert connection.send_message(b"y")
+        assert len(sent) == 5 and not any(m["type"] == "websocket.close" for m in sent)
+        clock.now += 1.5  # no message out for 1.5 s while behind: closed
+        assert not connection.send_message(b"y")
+        await asyncio.sleep(0)
+        assert sent[-1]["code"] == OVERFLOW_CODE
+        other = Connection(send, scope, send_buffer=1000, clock=clock)
+        other_task = asyncio.ensure_future(other.run(incoming.get, Link()))
+        await asyncio.sleep(0)
+        accepted = 0
+        while other.send_message(b"z" * 500):  # past the ceiling: closed, whatever the time
+            accepted += 1
+        assert accepted == 8  # then 8 x 564 bytes were buffered: past 4 x 1000
+        for _ in range(2):
+            incoming.put_nowait({"type": "websocket.disconnect", "code": 1006})
+        await asyncio.gather(task, other_task)
+
+    asyncio.run(main())
+
+
+def test_messages_waiting_for_their_object_count_against_the_receive_budget() -> None:
+    """Adversarial re-test of issue 9, finding 4: a message the server has handed over is
+    counted by the connection until its object event has run; a close the server made
+    itself (UNCLEAN) reaches the object as a lost connection with its code and reason."""
+
+    async def main() -> None:
+        budget = ByteBudget(1 << 20)
+        events: list[asyncio.Future[None]] = []
+
+        class SlowLink(Link):
+            def message(self, data: str | bytes) -> Any:  # type: ignore[override]
+                super().message(data)
+                event: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                events.append(event)
+                return event
+
+        link = SlowLink()
+        peer = Peer()
+        scope = {"extensions": {EXTENSION: {"receive_budget": budget}}}
+        connection = Connection(peer.send, scope)
+        task = asyncio.ensure_future(connection.run(peer.incoming.get, link))
+        peer.incoming.put_nowait({"type": "websocket.receive", "bytes": b"x" * 1000})
+        peer.incoming.put_nowait({"type": "websocket.receive", "text": "hello"})
+        await asyncio.sleep(0)
+        assert budget.held == 1000 + 5 + 2 * MESSAGE_OVERHEAD  # both wait for the object
+        events[0].set_result(None)
+        await asyncio.sleep(0)
+        assert budget.held == 5 + MESSAGE_OVERHEAD
+        events[1].set_result(None)
+        await asyncio.sleep(0)
+        assert budget.held == 0
+        peer.incoming.put_nowait(
+            {
+                "type": "websocket.disconnect",
+                "code": BUSY_CODE,
+                "reason": BUSY_REASON,
+                UNCLEAN: True,
+            }
+        )
+        await task
+        assert link.events[-1] == ("lost", BUSY_CODE, BUSY_REASON)
 
     asyncio.run(main())

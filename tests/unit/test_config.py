@@ -18,6 +18,7 @@ from objectd.config import (
     find_config,
     load_project,
     parse_dev_vars,
+    secrets_from_environ,
 )
 from objectd.errors import ConfigError, MigrationError
 
@@ -527,6 +528,72 @@ renamed_classes = [{ from = "X", to = "Y", why = "typo" }]
     assert config.limits.cpu_ms == 100
 
 
+TYPOS_TOML = [
+    (
+        '[[durable_object.bindings]]\nname = "A"\nclass_name = "A"\n',
+        "durable_object",
+        "durable_objects",
+    ),
+    ("[durable_objects]\nbinding = []\n", "durable_objects.binding", "bindings"),
+    (
+        '[[durable_objects.bindings]]\nname = "A"\nclass-name = "A"\n',
+        "durable_objects.bindings[0].class-name",
+        "class_name",
+    ),
+    (
+        '[[migrations]]\ntag = "v1"\nnew_sqlite_class = ["A"]\n',
+        "migrations[0].new_sqlite_class",
+        "new_sqlite_classes",
+    ),
+    ('[[migration]]\ntag = "v1"\n', "migration", "migrations"),
+    ("[limits]\ncpu_msec = 5\n", "limits.cpu_msec", "cpu_ms"),
+    ("kv_namespace = []\n", "kv_namespace", "kv_namespaces"),  # close to an ignored key
+]
+
+
+@pytest.mark.parametrize(("snippet", "key", "meant"), TYPOS_TOML)
+def test_unknown_key_close_to_a_known_one_is_refused(
+    project: Path, snippet: str, key: str, meant: str
+) -> None:
+    path, message = load_error(project, "wrangler.toml", BASE_TOML + snippet)
+    assert message == f"{path}: {key}: unknown key; did you mean `{meant}`?"
+
+
+def test_unknown_key_close_to_a_known_one_is_refused_in_jsonc(project: Path) -> None:
+    base = '{"name": "app", "main": "src/entry.py", // a comment\n'
+    cases = [
+        ('"durable_object": {"bindings": [{"name": "A", "class_name": "A"}]}', "durable_object",
+         "durable_objects"),
+        ('"durableObjects": {"bindings": []}', "durableObjects", "durable_objects"),
+        ('"durable_objects": {"bindings": [{"name": "A", "classname": "A"}]}',
+         "durable_objects.bindings[0].classname", "class_name"),
+        ('"migrations": [{"tag": "v1", "new_sqlite_class": ["A"]}]',
+         "migrations[0].new_sqlite_class", "new_sqlite_classes"),
+        ('"migrations": [{"tag": "v1", "renamed_classes": [{"from": "A", "To": "B"}]}]',
+         "migrations[0].renamed_classes[0].To", "to"),
+    ]  # fmt: skip
+    for snippet, key, meant in cases:
+        path, message = load_error(project, "wrangler.jsonc", base + snippet + ",}")
+        assert message == f"{path}: {key}: unknown key; did you mean `{meant}`?"
+    with pytest.raises(MigrationError):  # still a migration error under `migrations`
+        load_project(project)
+
+
+def test_typo_in_an_environment_is_refused(project: Path) -> None:
+    text = BASE_TOML + '[[env.staging.durable_object.bindings]]\nname = "A"\nclass_name = "A"\n'
+    path, message = load_error(project, "wrangler.toml", text, env="staging")
+    assert (
+        message
+        == f"{path}: env.staging.durable_object: unknown key; did you mean `durable_objects`?"
+    )
+
+
+def test_wrangler_keys_objectd_does_not_list_near_a_known_one_still_warn(project: Path) -> None:
+    # Real wrangler keys that resemble a known one ("ratelimits" / "limits") stay warnings.
+    write(project, "wrangler.toml", BASE_TOML + "ratelimits = []\nstreaming_tail_consumers = []\n")
+    assert all("not supported by objectd" in w for w in load_project(project).warnings)
+
+
 def test_missing_name_defaults_to_the_folder_name(project: Path) -> None:
     write(project, "wrangler.toml", 'main = "src/entry.py"\n')
     config = load_project(project)
@@ -753,3 +820,37 @@ def test_secret_named_like_a_binding_is_refused(project: Path) -> None:
     assert str(info.value) == (
         f"{dev_vars}: COUNTER: name is already used by a durable object binding"
     )
+
+
+# --- secrets passed in (objectd serve) ------------------------------------------------------
+
+
+def test_secrets_from_environ_take_the_prefixed_variables_only() -> None:
+    environ = {"PATH": "/bin", "OBJECTD_SECRET_API_KEY": "abc", "OBJECTD_SECRET_a.b": "c"}
+    assert secrets_from_environ(environ) == {"API_KEY": "abc", "a.b": "c"}
+    with pytest.raises(ConfigError, match="OBJECTD_SECRET_: the secret's name must follow"):
+        secrets_from_environ({"OBJECTD_SECRET_": "x"})
+
+
+def test_passed_secrets_replace_dev_vars(project: Path) -> None:
+    write(project, "wrangler.toml", BASE_TOML + '[vars]\nTOKEN = "plain"\nOTHER = "kept"\n')
+    write(project, ".dev.vars", "TOKEN=from-dev-vars\nDEV_ONLY=1\n")
+    config = load_project(project, secrets={"TOKEN": "from-env"})
+    assert dict(config.secrets) == {"TOKEN": "from-env"}
+    assert dict(config.vars) == {"OTHER": "kept"}
+    assert (
+        f"{project.resolve()}: .dev.vars not read: it is for local development (`objectd dev`); "
+        "pass secrets as OBJECTD_SECRET_<NAME> environment variables"
+    ) in config.warnings
+    assert any(
+        "vars.TOKEN: overridden by the secret OBJECTD_SECRET_<NAME>" in w for w in config.warnings
+    )
+    (project / ".dev.vars").unlink()
+    assert load_project(project, secrets={}).warnings == ()
+    assert load_project(project, secrets={}).secrets == {}
+
+
+def test_passed_secret_named_like_a_binding_is_refused(project: Path) -> None:
+    write(project, "wrangler.toml", BASE_TOML + BINDING)
+    with pytest.raises(ConfigError, match="OBJECTD_SECRET_COUNTER: secret 'COUNTER' is named"):
+        load_project(project, secrets={"COUNTER": "x"})

@@ -289,6 +289,20 @@ def test_web_socket_response() -> None:  # checklist 166
     assert response.status_text == "Switching Protocols"
 
 
+def test_camel_case_keywords_of_the_javascript_init() -> None:  # checklist 166
+    # `new Response(null, {status: 101, webSocket: client})`, ported to Python as is.
+    socket = object()
+    response = Response(None, status=101, webSocket=socket)
+    assert (response.status, response.web_socket) == (101, socket)
+    assert Response("x", status=418, statusText="Teapot").status_text == "Teapot"
+    with pytest.raises(DurableObjectTypeError, match="both web_socket= and webSocket="):
+        Response(None, status=101, web_socket=socket, webSocket=socket)
+    with pytest.raises(DurableObjectTypeError, match="both status_text= and statusText="):
+        Response(status_text="a", statusText="b")
+    with pytest.raises(DurableObjectRangeError, match="must have status code 101"):
+        Response(webSocket=socket)
+
+
 @pytest.mark.parametrize("status", [100, 101, 199, 600, 0, -1, 1000])
 def test_status_must_be_200_to_599(status: int) -> None:
     with pytest.raises(DurableObjectRangeError, match=rf"range 200 to 599.*got {status}\."):

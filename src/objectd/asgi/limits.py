@@ -12,6 +12,10 @@ header timeout          10 s        a head not complete 10 s after a connection 
                                     after its first byte, on a kept-alive connection) is
                                     cut with 408; generous for any real client, and it
                                     bounds a slowloris (nginx: 60 s, Apache: 20-40 s)
+body timeout            10 s        a request body that goes 10 s without a byte before
+                                    it has all arrived is cut with 408 (as the header
+                                    timeout; nginx: 60 s, Apache: 20 s): a head announcing
+                                    a body that never comes cannot hold its connection
 keep-alive timeout      30 s        an idle kept-alive connection is closed; longer than
                                     uvicorn's 5 s, so a busy moment on the loop does not
                                     race a client reusing a connection just closed
@@ -19,9 +23,16 @@ connections             derived     what the open-files limit leaves after the
                                     descriptors kept for objects (``plan_descriptors``)
 body bytes, one request 100 MiB     Cloudflare's smallest plan; a larger Content-Length
                                     is refused (413) before any of the body is read
-body bytes, all         256 MiB     room for two 100 MiB uploads at once; past it 503
-requests                            with Retry-After, never a wait: requests holding
+body bytes, all         256 MiB     room for two 100 MiB uploads at once, taken as the
+requests                            bytes arrive (an announced length holds nothing); past
+                                    it 503 with Retry-After, never a wait: requests holding
                                     parts of the budget would wait for each other
+WebSocket messages      256 MiB     bytes of incoming messages the process holds while
+being received, all                 they are assembled (unfinished fragments, a frame
+connections                         still arriving) or wait for their object; past it
+                                    the connection whose bytes would exceed it is closed
+                                    with 1013: room for eight messages at the 32 MiB
+                                    message limit at once
 ======================  ==========  ==================================================
 
 Descriptors: the soft open-files limit is raised to the hard limit at start (Linux's
@@ -41,6 +52,7 @@ from dataclasses import dataclass
 __all__ = [
     "FDS_PER_OBJECT",
     "FD_HEADROOM",
+    "ByteBudget",
     "DescriptorPlan",
     "FrontLimits",
     "plan_descriptors",
@@ -70,10 +82,37 @@ class FrontLimits:
 
     max_header_bytes: int = 128 * KiB
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
     keep_alive_timeout_s: float = 30.0
     # None: no limit of the front's own (``serve`` always derives one from descriptors).
     max_connections: int | None = None
     body_buffer_bytes: int = 256 * MiB
+    ws_receive_buffer_bytes: int = 256 * MiB
+
+
+class ByteBudget:
+    """Bytes that the connections of one process hold together, against one limit.  Used
+    from the event loop's thread only, so a plain counter."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Take ``size`` bytes if the budget has them; False (and nothing taken) if not."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def charge(self, size: int) -> None:
+        """Count ``size`` bytes that are already held, over the limit or not."""
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
 
 
 def raise_open_files_limit() -> int:

@@ -17,9 +17,21 @@ subclass adds, per connection:
   partial read (a complete head in one read, the common case, arms no timer); past it
   408, or a plain close if nothing was sent.  Idle kept-alive connections keep uvicorn's
   keep-alive timer.
+- **a body timeout**: a request body that has not all arrived must not go
+  ``body_timeout_s`` without a byte (the clock restarts at each read, so a slow body
+  that keeps coming is never cut, and it does not run while the server itself holds
+  the reading back); past it 408 and close.  Without it a head announcing a body that
+  never comes held its connection forever, past every other timer (adversarial
+  re-test of issue 9, finding 5: 50 of them locked out every client).
 - **a connection limit**: past ``max_connections`` open connections (WebSockets
   included), a new one is answered 503 at once and closed, so it holds its descriptor
   for one loop turn only.
+- **one host per request**: an absolute-form target (``GET http://x/path``) names the
+  request's host (RFC 9112 §3.2.2), and the worker's URL is built from the Host header;
+  a target whose authority disagrees with Host is refused (400), so a proxy in front that
+  routed on either value and the worker agree on the host.  An agreeing target is
+  rewritten to its origin form (``/path?query``), which is all the app and the WebSocket
+  handshake see.
 
 Everything else is uvicorn's.  (The HTTP version is checked by the app, whose scope
 already has it: here it would cost a second ``get_http_version`` per request.)  The
@@ -41,7 +53,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from objectd.asgi import logs
-from objectd.asgi.limits import FrontLimits
+from objectd.asgi.host import check_host
+from objectd.asgi.limits import ByteBudget, FrontLimits
 
 __all__ = ["HttpProtocol", "ServerConfig"]
 
@@ -54,7 +67,9 @@ _REFUSAL_LOG_INTERVAL_S = 10.0
 class ServerConfig(uvicorn.Config):
     """uvicorn's configuration for objectd: :class:`HttpProtocol` with ``limits``, no
     ``server`` header, the keep-alive timeout of the limits, and objectd's log
-    (:mod:`objectd.asgi.logs`) in every process that serves."""
+    (:mod:`objectd.asgi.logs`) in every process that serves.  It also carries the
+    budget the WebSocket connections of the serving process share for incoming messages
+    (a fresh one in ``objectd dev``'s serving process, which unpickles its own copy)."""
 
     def __init__(self, app: Any, *, limits: FrontLimits, **kwargs: Any) -> None:
         super().__init__(
@@ -66,6 +81,7 @@ class ServerConfig(uvicorn.Config):
             **kwargs,
         )
         self.limits = limits
+        self.ws_receive_budget = ByteBudget(limits.ws_receive_buffer_bytes)
 
     def configure_logging(self) -> None:
         super().configure_logging()
@@ -103,6 +119,15 @@ class _RefusalLog:
 
 _refusals = _RefusalLog()
 
+# The schemes of an absolute-form target the front serves, with their default ports.
+_DEFAULT_PORTS = {b"http": b":80", b"https": b":443"}
+
+
+def _authority(value: bytes, default_port: bytes) -> bytes:
+    """A ``host[:port]`` as compared: lower case, without the scheme's default port."""
+    value = value.lower()
+    return value[: -len(default_port)] if value.endswith(default_port) else value
+
 
 class HttpProtocol(HttpToolsProtocol):
     """One client connection (see the module docstring for what is added to uvicorn's)."""
@@ -123,6 +148,11 @@ class HttpProtocol(HttpToolsProtocol):
         # refused connection).  Reads after a head's end in the same read are not counted.
         self._head_bytes = 0
         self._head_timer: TimerHandle | None = None
+        self._body_timeout = limits.body_timeout_s
+        # While a request's body is being read: when its last bytes arrived (loop time).
+        self._in_body = False
+        self._body_at = 0.0
+        self._body_timer: TimerHandle | None = None
 
     # -- connection ----------------------------------------------------------------------
 
@@ -140,6 +170,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -168,6 +201,10 @@ class HttpProtocol(HttpToolsProtocol):
                 self._refuse(431)
             elif self._head_timer is None:
                 self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+        elif self._in_body:  # a body is incomplete after this read
+            self._body_at = self.loop.time()
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
 
     # -- parser callbacks ----------------------------------------------------------------
 
@@ -177,11 +214,48 @@ class HttpProtocol(HttpToolsProtocol):
         if self._head_bytes > self._max_head and self._head_size() > self._max_head:
             raise _Refusal(431)
         self._head_bytes = -1
+        if self.url[:1] != b"/":  # not origin-form: absolute-form, or "*" or an authority
+            self._check_absolute_form()
+        self._in_body = True  # until on_message_complete, in this read or a later one
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0  # the next bytes begin the next head
+        self._in_body = False
         super().on_message_complete()
+
+    def _check_absolute_form(self) -> None:
+        """An absolute-form target must name the host its Host header names (else 400); it
+        is then rewritten to origin form.  Other forms are left to the app (a 400 there)."""
+        url = self.url
+        scheme, sep, rest = url.partition(b"://")
+        scheme = scheme.lower()
+        if not sep or scheme not in _DEFAULT_PORTS:
+            return
+        end = len(rest)
+        for delimiter in b"/?#":
+            found = rest.find(delimiter)
+            if 0 <= found < end:
+                end = found
+        try:
+            authority = check_host(rest[:end])  # no userinfo, a valid host[:port]
+            parsed = httptools.parse_url(url)
+        except (ValueError, httptools.HttpParserInvalidURLError):
+            raise _Refusal(400) from None
+        hosts = [value for name, value in self.headers if name == b"host"]
+        default = _DEFAULT_PORTS[scheme]
+        if not hosts:
+            if self.parser.get_http_version() != "1.0":
+                raise _Refusal(400)  # HTTP/1.1 requires Host (RFC 9112 §3.2)
+            self.headers.append((b"host", authority.encode("ascii")))  # what it names
+        elif len(hosts) == 1 and _authority(hosts[0], default) != _authority(
+            authority.encode("ascii"), default
+        ):
+            raise _Refusal(400)
+        target = parsed.path or b"/"
+        if parsed.query is not None:
+            target += b"?" + parsed.query
+        self.url = target
 
     # -- refusals ------------------------------------------------------------------------
 
@@ -205,6 +279,29 @@ class HttpProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing was sent: nothing to answer
         else:
             self._refuse(408)
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if not self._in_body or self.transport.is_closing() or cycle is None:
+            return
+        now = self.loop.time()
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
+            # The server holds the body back (the app has not read what came, a pipelined
+            # request waits, or "100 Continue" is not sent yet): the wait is not the client's.
+            self._body_at = now
+        idle = now - self._body_at
+        if idle < self._body_timeout:
+            self._body_timer = self.loop.call_later(self._body_timeout - idle, self._body_timed_out)
+            return
+        self._in_body = False
+        if not cycle.response_started:
+            self.transport.write(self._response(408, b"Request Timeout"))
+        # As for a lost connection: the app's receive() says http.disconnect, its sends
+        # are dropped.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self.transport.close()
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:

@@ -17,9 +17,26 @@ readers with 1011).  On top of it, what a relayed socket needs:
 * **Pongs under back-pressure.**  A ping that finds the send buffer over its high-water
   mark stops reading until the buffer drains, so a peer that pings without reading
   cannot grow it.
+* **The handshake takes any head the HTTP front takes.**  uvicorn hands websockets the
+  head httptools already parsed, and websockets parses it again with its own limits
+  (8,192-byte lines, 128 headers: ``websockets.http11``), so an 8.5 KiB Cookie or 130
+  headers got 431 on an upgrade while a plain request took a 127 KiB head.  Those limits
+  are raised to what fits in the head size the HTTP front enforces (``--max-header-bytes``),
+  which stays the one bound on a head.
+* **Incoming messages share one budget.**  The bytes of incoming messages this process
+  holds (a frame still arriving, the fragments of an unfinished message, messages the
+  app has not taken yet) count against ``--ws-receive-buffer``, shared by every
+  connection (:class:`objectd.asgi.limits.ByteBudget`, carried by the server's config);
+  the app's side counts a message from there until its object event has run.  A read
+  that would take the budget past its limit closes its connection with 1013 and frees
+  what it held, and the app is told so (unclean).  Without it, 96 clients each holding
+  31 MiB of a message they never finished took the server to 3 GB.  Fragments are
+  joined as they arrive (uvicorn keeps a list of them, which costs a slot per fragment
+  however small, while the 32 MiB message limit counts payload only).
 * **The send buffer is visible.**  The scope's ``objectd.websocket`` extension offers
   its size, so the per-socket send bound (:mod:`objectd.asgi.websocket`) counts what
-  the transport holds as well as what objectd has queued.
+  the transport holds as well as what objectd has queued, and ``--ws-ping-timeout`` as
+  the time a peer past that bound has to drain.
 """
 
 from __future__ import annotations
@@ -27,22 +44,50 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from uvicorn._types import ASGISendEvent
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets import http11
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 from websockets.http11 import Request
 
-from objectd.asgi.websocket import EXTENSION
+from objectd.asgi.limits import ByteBudget, FrontLimits
+from objectd.asgi.protocol import ServerConfig
+from objectd.asgi.websocket import BUSY_CODE, BUSY_REASON, EXTENSION, UNCLEAN
 
 __all__ = ["WebSocketProtocol"]
 
 _LOST = 1006
 # When uvicorn is configured without a ping timeout: websockets' own close timeout.
 _DEFAULT_LINGER_S = 10.0
+# What uvicorn's copy of a head can add to its longest line: it writes each header back as
+# "name: value", and the HTTP front's head size is measured as parsed (approximately).
+_LINE_SLACK = 1024
+
+
+def _fit_handshake_parser(max_header_bytes: int) -> None:
+    """Let websockets' handshake parser take any head of up to ``max_header_bytes`` (whose
+    total the HTTP front has already checked): a line as long as the whole head, and as
+    many headers as fit in it (a header line is at least 3 bytes, ``a:\\n``).  The limits
+    are module attributes that websockets reads at each parse, shared by the process."""
+    line = max_header_bytes + _LINE_SLACK
+    if line > http11.MAX_LINE_LENGTH:
+        http11.MAX_LINE_LENGTH = line
+    headers = max_header_bytes // 3 + 1
+    if headers > http11.MAX_NUM_HEADERS:
+        http11.MAX_NUM_HEADERS = headers
+
+
+def _receive_budget(config: Config) -> ByteBudget:
+    """The budget of the server's connections: the config's (one config per server)."""
+    budget = getattr(config, "ws_receive_budget", None)
+    if not isinstance(budget, ByteBudget):  # a plain uvicorn config: give it one
+        budget = ByteBudget(FrontLimits().ws_receive_buffer_bytes)
+        config.ws_receive_budget = budget  # type: ignore[attr-defined]
+    return budget
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -58,10 +103,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        limits = config.limits if isinstance(config, ServerConfig) else FrontLimits()
+        _fit_handshake_parser(limits.max_header_bytes)
         # How long a peer has to answer our Close or read what is left (uvicorn: 10 s,
         # then a graceful close that waits for the buffer forever).
         self.close_timeout = config.ws_ping_timeout or _DEFAULT_LINGER_S
         self._reported = False
+        self._budget = _receive_budget(config)
+        # The fragments of an unfinished message, joined; b"" (shared) between messages.
+        self._partial: bytes | bytearray = b""
+        self._sizes: list[int] = []  # of the messages queued for the app (a few at most)
+        self._queued = 0  # their sum
+        self._charged = 0  # what this connection holds of the budget
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -74,19 +127,105 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.lost()
         if self.handshake_complete and self.initial_response is None:
             self._report(_LOST)  # before uvicorn's 1005: no Close frame came
+        # Everything is given back now, messages the app may still take included: an app
+        # that never takes them must not keep the budget.
+        self._budget.give(self._charged)
+        self._charged = self._queued = 0
+        self._sizes.clear()
+        self._partial = b""
         super().connection_lost(exc)
 
-    def _report(self, code: int, reason: str = "") -> None:
+    def _report(self, code: int, reason: str = "", *, clean: bool = True) -> None:
         """Tell the app how the connection ended; the first report is the one it reads."""
         if not self._reported:
             self._reported = True
-            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+            message: dict[str, Any] = {
+                "type": "websocket.disconnect",
+                "code": code,
+                "reason": reason,
+            }
+            if not clean:
+                message[UNCLEAN] = True
+            self.queue.put_nowait(message)  # type: ignore[arg-type]
+
+    # -- incoming messages: assembled, counted --------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # What this connection holds now: a frame still arriving, an unfinished message,
+        # messages the app has not taken.
+        held = len(self.conn.reader.buffer) + len(self._partial) + self._queued
+        more = held - self._charged
+        if more > 0 and not self._budget.take(more):
+            self._refuse_busy()
+            return
+        if more < 0:
+            self._budget.give(-more)
+        self._charged = held
+
+    def _refuse_busy(self) -> None:
+        """The process's receive budget is full: close this connection with 1013 and free
+        what it holds (the messages it completed are still the app's to take)."""
+        self._budget.give(self._charged - self._queued)
+        self._charged = self._queued
+        self._partial = b""
+        self._report(BUSY_CODE, BUSY_REASON, clean=False)
+        self.conn.fail(BUSY_CODE, BUSY_REASON)  # its parser discards whatever comes now
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
+
+    def handle_text(self, event: Frame) -> None:
+        self.curr_msg_data_type = "text"
+        self._begin(event)
+
+    def handle_bytes(self, event: Frame) -> None:
+        self.curr_msg_data_type = "bytes"
+        self._begin(event)
+
+    def _begin(self, event: Frame) -> None:
+        if event.fin:  # the usual case: a message in one frame, taken as it is
+            self.frames = [event.data]  # type: ignore[list-item]
+            self.send_receive_event_to_app()
+        else:
+            self._partial = bytearray(event.data)
+
+    def handle_cont(self, event: Frame) -> None:
+        self._partial += event.data
+        if event.fin:
+            data, self._partial = self._partial, b""
+            # A text message is decoded from the bytearray; a binary one must be bytes.
+            self.frames = [data if self.curr_msg_data_type == "text" else bytes(data)]  # type: ignore[list-item]
+            del data
+            self.send_receive_event_to_app()
+
+    def send_receive_event_to_app(self) -> None:
+        size = len(self.frames[0])
+        waiting = self.queue.qsize()
+        super().send_receive_event_to_app()
+        # Queued, unless dropped (after our Close) or refused (invalid UTF-8: a disconnect).
+        if self.queue.qsize() > waiting and not self._reported:
+            self._sizes.append(size)
+            self._queued += size
+
+    async def receive(self) -> ASGIReceiveEvent:
+        message = await super().receive()
+        if message["type"] == "websocket.receive" and self._sizes:
+            size = self._sizes.pop(0)  # the app's side counts it from here
+            self._queued -= size
+            self._charged -= size
+            self._budget.give(size)
+        return message
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         if self.handshake_initiated and not self.handshake_complete:  # the app is starting
             self.scope["extensions"][EXTENSION] = {
-                "write_buffer_size": self.transport.get_write_buffer_size
+                "write_buffer_size": self.transport.get_write_buffer_size,
+                # How long a peer behind its send bound may go without draining.
+                "patience": self.close_timeout,
+                "receive_budget": self._budget,
             }
 
     def handle_close(self, event: Frame) -> None:

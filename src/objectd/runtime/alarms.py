@@ -51,8 +51,10 @@ from typing import TYPE_CHECKING, Any
 
 from objectd.errors import InvalidIdError
 from objectd.ids import DurableObjectId
+from objectd.report import format_report
 from objectd.runtime.alarm_ops import AlarmRun, Seen, delete_alarm, run_alarm, stored_alarm
 from objectd.runtime.committer import Committer
+from objectd.runtime.exits import stray_cancel_error
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.storage.alarm_index import AlarmIndex, read_object_alarm
@@ -301,6 +303,12 @@ class AlarmScheduler:
         except (Exception, CpuLimitExceeded):  # a stray CPU interrupt must not stop alarms
             log.exception("objectd: delivering an alarm failed; trying again in 1 s")
             slot.due = self._now() + 1000
+        except asyncio.CancelledError as exc:
+            # A stray one would re-run the alarm at once, forever; only stop() cancels.
+            if stray_cancel_error(exc) is None:
+                raise
+            log.exception("objectd: delivering an alarm failed; trying again in 1 s")
+            slot.due = self._now() + 1000
         finally:
             was_full = len(self._running) >= self._max_running
             self._running.discard(key)
@@ -477,5 +485,8 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 
 
 def _traceback(error: BaseException) -> str:
-    text = getattr(error, "remote_traceback", "")
+    """The report of an error alarm() raised; none for objectd's own (a reset, a timeout)."""
+    if getattr(error, "remote_trace", None) is not None:
+        return "\n" + format_report(error).rstrip("\n")
+    text = getattr(error, "remote_traceback", "")  # an error that carries only the text
     return f"\n{text}" if text else ""

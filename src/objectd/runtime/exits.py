@@ -25,6 +25,7 @@ default SIGINT handler is C and leaves no frame, so while it is installed every
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import signal
 import traceback
@@ -33,7 +34,7 @@ from typing import Any
 
 from objectd.errors import ObjectResetError
 
-__all__ = ["describe", "exit_error", "from_signal", "worker_exit_error"]
+__all__ = ["describe", "exit_error", "from_signal", "stray_cancel_error", "worker_exit_error"]
 
 
 def describe(exc: BaseException) -> str:
@@ -60,6 +61,23 @@ def worker_exit_error(exc: BaseException) -> RuntimeError:
         f"the Worker's code raised {describe(exc)}, which cannot stop the server: "
         "the request failed"
     )
+
+
+def stray_cancel_error(exc: asyncio.CancelledError) -> RuntimeError | None:
+    """The failure to report for a ``CancelledError`` nothing cancelled; None if it is real.
+
+    Call it where the ``CancelledError`` is caught, in the task that runs the code.
+    """
+    task = asyncio.current_task()
+    if task is None or task.cancelling() > 0:
+        return None
+    message = f": {exc}" if str(exc) else ""
+    error = RuntimeError(
+        f"the code raised CancelledError{message}, but nothing cancelled its event: "
+        "it is that event's failure (raise another exception to fail a handler)"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def from_signal(exc: BaseException) -> bool:

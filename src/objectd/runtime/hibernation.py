@@ -32,6 +32,7 @@ from objectd.errors import (
     ObjectResetError,
     OverloadedError,
 )
+from objectd.runtime.exits import stray_cancel_error
 from objectd.runtime.objects import find_handler
 
 if TYPE_CHECKING:
@@ -196,6 +197,11 @@ class SocketManager:
             raise error from None
         except Exception:
             log.exception("object %s: %s() failed", self._host.id, name)
+        except asyncio.CancelledError as exc:
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise  # a reset or shutdown
+            log.error("object %s: %s() failed: %s", self._host.id, name, failure, exc_info=exc)
 
 
 def manager_of(host: ObjectHost) -> SocketManager:

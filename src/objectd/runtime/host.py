@@ -33,19 +33,20 @@ from objectd.errors import (
     as_remote,
 )
 from objectd.ids import DurableObjectId
+from objectd.report import object_label
 from objectd.runtime.committer import Batch
-from objectd.runtime.exits import exit_error, from_signal
+from objectd.runtime.exits import exit_error, from_signal, stray_cancel_error
 from objectd.runtime.gates import InputGate, in_critical_section
 from objectd.runtime.phase import HAS_FILE, HostPhase, advance
 from objectd.runtime.state import DurableObjectState
 from objectd.runtime.storage_api import STORAGE_TIMEOUT, DurableObjectStorage
-from objectd.runtime.watchdog import CpuLimitExceeded
+from objectd.runtime.watchdog import CPU_LIMIT_MESSAGE, CpuLimitExceeded
 from objectd.storage.database import ObjectDatabase
 
 if TYPE_CHECKING:
     from objectd.runtime.registry import ObjectClass
 
-__all__ = ["EVENT_CODE", "ObjectHost", "current_host"]
+__all__ = ["CPU_LIMIT_MESSAGE", "EVENT_CODE", "ObjectHost", "current_host"]
 
 T = TypeVar("T")
 log = logging.getLogger("objectd.runtime")
@@ -54,7 +55,6 @@ current_host: contextvars.ContextVar[ObjectHost | None] = contextvars.ContextVar
     "objectd_current_host", default=None
 )
 
-CPU_LIMIT_MESSAGE = "Worker exceeded CPU time limit."
 _BCW_TIMEOUT = (
     "A call to blockConcurrencyWhile() in a Durable Object waited for too long. "
     "The call was canceled and the Durable Object was reset."
@@ -174,7 +174,14 @@ class ObjectHost:
                 raise error from None
             except Exception as exc:
                 await self._output_gate(storage)
-                raise as_remote(exc) from None
+                raise as_remote(exc, where=object_label(self.object_class.name, self.id)) from None
+            except asyncio.CancelledError as exc:
+                failure = stray_cancel_error(exc)
+                if failure is None:
+                    raise  # a real cancellation (a reset, shutdown): handled below
+                await self._output_gate(storage)
+                where = object_label(self.object_class.name, self.id)
+                raise as_remote(failure, where=where) from None
             await self._output_gate(storage)
             return result
         except asyncio.CancelledError:
@@ -318,7 +325,13 @@ class ObjectHost:
         except Exception as exc:
             # The triggering call fails; the next one constructs again (spec §3).
             self.reset(ObjectResetError(str(exc)))
-            raise as_remote(exc) from None
+            raise as_remote(exc, where=object_label(oc.name, self.id)) from None
+        except asyncio.CancelledError as exc:
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            self.reset(ObjectResetError(str(failure)))
+            raise as_remote(failure, where=object_label(oc.name, self.id)) from None
         self.instance = instance
         self._advance(HostPhase.LIVE)
 
@@ -401,6 +414,12 @@ class ObjectHost:
         except Exception as exc:
             self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
             raise as_remote(exc) from None
+        except asyncio.CancelledError as exc:
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {failure}"))
+            raise as_remote(failure) from None
         finally:
             gate.unlock()
 
@@ -418,6 +437,11 @@ class ObjectHost:
             self.reset(exit_error(exc))
         except Exception:
             log.exception("object %s: a wait_until() task failed", self.id)
+        except asyncio.CancelledError as exc:
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            log.error("object %s: a wait_until() task failed: %s", self.id, failure, exc_info=exc)
 
     # -- eviction and shutdown -----------------------------------------------------------
 
@@ -486,7 +510,8 @@ class ObjectHost:
             self._advance(HostPhase.COLD)
 
 
-# The frames the CPU watchdog may interrupt: code running for an object.
+# The runners of an object's code (``self`` is the host): the CPU watchdog's report names
+# the object stuck in one of them (runtime.user_tasks.stuck_in).
 EVENT_CODE = (
     ObjectHost._run_event.__code__,
     ObjectHost._run_critical.__code__,

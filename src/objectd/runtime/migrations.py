@@ -37,8 +37,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -147,6 +149,7 @@ def _validate(
     """The pending ``(index, migration)`` pairs, after checking all of them and the result."""
     pending = _pending(config, applied, root)
     script_dir = root / config.name
+    _check_applied(config, applied, rows, script_dir)
     # The model: the backend of every class that is active after each migration.
     active = {name: row.backend for name, row in rows.items() if row.state == _ACTIVE}
     sources: dict[tuple[str, str], _Row | None] = {}
@@ -265,6 +268,109 @@ def _pending(config: ProjectConfig, applied: list[str], root: Path) -> list[tupl
     return [(i, config.migrations[i]) for i in range(len(applied), len(tags))]
 
 
+def _check_applied(
+    config: ProjectConfig, applied: list[str], rows: Mapping[str, _Row], script_dir: Path
+) -> None:
+    """Refuse an applied migration edited since it was applied (155).
+
+    An applied tag is never applied again, so an edit to it would silently do nothing and
+    surface later as a puzzling binding or export error.  The metadata keeps the tags and
+    their result (the ``classes`` rows), not the migrations' text: replaying the file's
+    applied migrations must give the classes recorded.  Edits that change no class (order,
+    formatting) pass.  A class another script took over (``transferred``) is not compared.
+    """
+    expected: dict[str, Backend | None] = {}  # None: a transfer keeps the source's backend
+    touched_by: dict[str, int] = {}  # the last applied migration of the file naming a class
+    for index, migration in enumerate(config.migrations[: len(applied)]):
+        for key, backend in _NEW:
+            for name in getattr(migration, key):
+                expected[name], touched_by[name] = backend, index
+        for rename in migration.renamed_classes:
+            expected[rename.to] = expected.pop(rename.from_name, None)
+            touched_by[rename.from_name] = touched_by[rename.to] = index
+        for name in migration.deleted_classes:
+            expected.pop(name, None)
+            touched_by[name] = index
+        for move in migration.transferred_classes:
+            expected[move.to], touched_by[move.to] = None, index
+    recorded = {name: row.backend for name, row in rows.items() if row.state == _ACTIVE}
+    moved_away = {name for name, row in rows.items() if row.state == _TRANSFERRED}
+    missing = sorted(recorded.keys() - expected.keys())
+    extra = sorted(expected.keys() - recorded.keys() - moved_away)
+    changed = sorted(
+        name
+        for name in expected.keys() & recorded.keys()
+        if expected[name] not in (None, recorded[name])
+    )
+    if not (missing or extra or changed):
+        return
+    # The edited tag: for a recorded class, the tag that put it in its state; else the
+    # file's last applied migration that names it.
+    candidates = []
+    for name in (*missing, *extra, *changed):
+        row = rows.get(name)
+        if row is not None and row.tag in applied:
+            candidates.append(applied.index(row.tag))
+        elif name in touched_by:
+            candidates.append(touched_by[name])
+    index = min(candidates, default=len(applied) - 1)
+    tag = applied[index]
+    text = (
+        f"migration {tag!r} was applied to {script_dir} with different contents: the data "
+        f"folder has {_classes(recorded)}, but the file's applied migrations now give "
+        f"{_classes(expected)}. An applied migration is never applied again, so editing it "
+        f"changes nothing: restore {tag!r} as it was applied"
+    )
+    advice = [
+        f"class {name} is {recorded[name].value} in the data folder, and a class's storage "
+        "backend cannot change"
+        for name in changed
+    ]
+    step = f"make the change in a new migration: {_directive(config, 'tag', _next_tag(config))}, "
+    if missing and extra:
+        renames = [{"from": old, "to": new} for old, new in zip(missing, extra, strict=False)]
+        advice.append(step + _directive(config, "renamed_classes", renames))
+    elif extra:
+        key = "new_classes" if expected[extra[0]] is Backend.KV else "new_sqlite_classes"
+        advice.append(step + _directive(config, key, extra))
+    elif missing:
+        advice.append(step + _directive(config, "deleted_classes", missing))
+    raise _error(config, index, tag, "", "; ".join([text, *advice]))
+
+
+def _classes(classes: Mapping[str, Backend | None]) -> str:
+    if not classes:
+        return "no class"
+    shown = [name if b is None else f"{name} ({b.value})" for name, b in sorted(classes.items())]
+    return ("class " if len(shown) == 1 else "classes ") + ", ".join(shown)
+
+
+def _next_tag(config: ProjectConfig) -> str:
+    """A tag after the file's last one, for advice: "v1" -> "v2"."""
+    tags = {migration.tag for migration in config.migrations}
+    last = config.migrations[-1].tag if config.migrations else "v0"
+    match = re.fullmatch(r"(.*?)([0-9]+)", last)
+    prefix, number = (match[1], int(match[2])) if match else (last + "-", 1)
+    while f"{prefix}{number + 1}" in tags:
+        number += 1
+    return f"{prefix}{number + 1}"
+
+
+def _directive(config: ProjectConfig, key: str, value: object) -> str:
+    """``key = value`` as the user's wrangler file spells it (TOML or JSON)."""
+    if config.config_path.suffix != ".toml":
+        return f"{json.dumps(key)}: {json.dumps(value)}"
+
+    def toml(item: object) -> str:
+        if isinstance(item, dict):
+            return "{" + ", ".join(f"{k} = {toml(v)}" for k, v in item.items()) + "}"
+        if isinstance(item, list):
+            return "[" + ", ".join(map(toml, item)) + "]"
+        return json.dumps(item)
+
+    return f"{key} = {toml(value)}"
+
+
 def _check_result(
     config: ProjectConfig,
     exported: Mapping[str, type],
@@ -290,7 +396,8 @@ def _check_result(
             raise MigrationError(
                 f"{where}: Cannot create binding for class '{name}' because it is not currently "
                 "configured to implement Durable Objects. [code: 10061] Add a migration with "
-                f'new_sqlite_classes = ["{name}"] (or rename/transfer a class to it).'
+                f"{_directive(config, 'new_sqlite_classes', [name])} (or rename/transfer a "
+                "class to it)."
             )
         if name not in exported:
             raise MigrationError(
@@ -443,6 +550,11 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     with closing(sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)) as db:
         db.execute("PRAGMA synchronous = FULL")
         (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > _SCHEMA_VERSION:  # there are no downgrades
+            raise MigrationError(
+                f"{path}: data format {version} is newer than this objectd's "
+                f"({_SCHEMA_VERSION}): a newer objectd wrote this data folder; run that version"
+            )
         if version != _SCHEMA_VERSION:
             raise MigrationError(
                 f"{path}: metadata schema {version} is not the one this objectd "

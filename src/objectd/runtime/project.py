@@ -23,10 +23,11 @@ from objectd.config import ProjectConfig, load_project
 from objectd.errors import ConfigError
 from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
+from objectd.runtime import data_lock
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
-from objectd.runtime.exits import describe, from_signal, worker_exit_error
-from objectd.runtime.host import CPU_LIMIT_MESSAGE, EVENT_CODE
+from objectd.runtime.exits import describe, from_signal, stray_cancel_error, worker_exit_error
+from objectd.runtime.host import CPU_LIMIT_MESSAGE
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
 from objectd.runtime.migrations import apply_migrations
@@ -40,6 +41,8 @@ from objectd.runtime.objects import (
 from objectd.runtime.outbound import close_client
 from objectd.runtime.registry import ObjectClass
 from objectd.runtime.settings import RuntimeSettings
+from objectd.runtime.user_code import UserCode
+from objectd.runtime.user_tasks import install_task_guard, stuck_in
 from objectd.runtime.watchdog import CpuLimitExceeded, CpuWatchdog
 from objectd.storage.alarm_index import ALARM_INDEX_NAME
 from objectd.storage.database import template_files
@@ -112,16 +115,18 @@ class Project:
         self._entry = _find_entrypoint(module, config)
         self._background: set[asyncio.Task[Any]] = set()
         self._services: list[asyncio.Task[Any]] = []
+        self.folder_lock: data_lock.DataFolderLock | None = None  # held until close()
         # Delivers the alarms of every class (bound or not); None without classes.
         self.alarms: AlarmScheduler | None = None
         # Ready-made files for new objects, shared by the classes; None without classes.
         self.spares: SpareFiles | None = None
-        # The Worker's own code has the CPU limit too (as on Cloudflare): a spinning
-        # entrypoint must not hold the loop either.
+        # The CPU limit applies to the project's code wherever it runs (the Worker's
+        # too, as on Cloudflare): its files are under the project's folders.
+        self.user_code = UserCode({config.root, config.main.parent})
         self._watchdog = CpuWatchdog(
-            settings.cpu_limit_s,
-            targets=(*EVENT_CODE, Project.fetch.__code__, Project._run_background.__code__),
+            settings.cpu_limit_s, user_code=self.user_code, describe=stuck_in
         )
+        self._unguard_tasks: Callable[[], None] | None = None
 
     @classmethod
     def load(
@@ -132,15 +137,52 @@ class Project:
         durability: Durability = Durability.FSYNC,
         environment: str | None = None,
         settings: RuntimeSettings | None = None,
+        secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
+        lock_data_folder: bool = True,
     ) -> Project:
-        config = load_project(directory, env=environment)
+        """Load the project in ``directory`` against its data folder, or refuse it.
+
+        ``lock_data_folder``: hold the data folder's server lock until :meth:`close`
+        (``runtime.data_lock``); a second server on the same folder then raises
+        :class:`~objectd.errors.DataFolderInUseError`.  False only in a process whose
+        supervisor holds the lock for it.
+        """
+        locks: list[data_lock.DataFolderLock] | None = [] if lock_data_folder else None
+        try:
+            project = cls._load(
+                directory, data_dir, durability, environment, settings, secrets, locks
+            )
+            if locks:
+                locks[0].acquire()  # a data folder that the migrations have just created
+        except BaseException:
+            for lock in locks or ():
+                lock.release()
+            raise
+        project.folder_lock = locks[0] if locks else None
+        return project
+
+    @classmethod
+    def _load(
+        cls,
+        directory: str | Path,
+        data_dir: str | Path | None,
+        durability: Durability,
+        environment: str | None,
+        settings: RuntimeSettings | None,
+        secrets: Mapping[str, str] | None,
+        locks: list[data_lock.DataFolderLock] | None,
+    ) -> Project:
+        config = load_project(directory, env=environment, secrets=secrets)
         settings = settings or RuntimeSettings()
         if config.limits.cpu_ms is not None:
             settings = dataclasses.replace(settings, cpu_limit_s=config.limits.cpu_ms / 1000)
         lifecycle = Lifecycle(settings)
-        root = Path(data_dir) if data_dir is not None else config.root / ".objectd"
+        root = data_lock.data_root(config, data_dir)
         module = load_module(config.main)
         exported = {name: value for name, value in vars(module).items() if isinstance(value, type)}
+        if locks is not None:
+            locks.append(data_lock.DataFolderLock(root / config.name))
+            locks[0].acquire()  # before migrations can change what a running server serves
         states = apply_migrations(config, exported, root)
         _make_private(root)
         committer = Committer(durability=durability)
@@ -195,6 +237,7 @@ class Project:
         """Start the runtime's own tasks: eviction, the CPU watchdog and the alarm scheduler."""
         loop = asyncio.get_running_loop()
         self._services.append(loop.create_task(self.lifecycle.run(), name="objectd-evictor"))
+        self._unguard_tasks = install_task_guard(loop, self.user_code)
         self._watchdog.start()
         if self.alarms is not None:
             self.alarms.start()
@@ -218,6 +261,11 @@ class Project:
             if from_signal(exc):
                 raise
             raise worker_exit_error(exc) from exc
+        except asyncio.CancelledError as exc:  # a 500, unless the request was cancelled
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            raise failure from exc
         if not isinstance(response, Response):
             raise TypeError(
                 f"the worker's fetch handler returned {type(response).__name__}, "
@@ -241,10 +289,17 @@ class Project:
             log.error("a wait_until() task of the worker raised %s", describe(exc), exc_info=exc)
         except Exception:
             log.exception("a wait_until() task of the worker failed")
+        except asyncio.CancelledError as exc:
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            log.error("a wait_until() task of the worker failed: %s", failure, exc_info=exc)
 
     async def close(self) -> None:
-        """Finish background work, commit and sync everything, close every file."""
-        self._watchdog.stop()
+        """Finish background work, commit and sync everything, close every file.
+
+        The CPU watchdog runs until the end: handlers still run while work finishes.
+        """
         if self.alarms is not None:
             await self.alarms.stop()  # no new alarm() runs while objects close
         for task in self._services:
@@ -264,6 +319,12 @@ class Project:
         if self.alarms is not None:
             self.alarms.close()  # after the committer: it commits the index's last rows
         await close_client()
+        self._watchdog.stop()
+        if self._unguard_tasks is not None:
+            self._unguard_tasks()
+            self._unguard_tasks = None
+        if self.folder_lock is not None:  # every file is closed: another server may start
+            self.folder_lock.release()
 
 
 _Entry = Callable[[Request, Env, ExecutionContext], Any]

@@ -16,7 +16,7 @@ import asyncio
 from typing import Any, Protocol
 
 from objectd.errors import DurableObjectTypeError
-from objectd.runtime.socket_events import OVERFLOW_CODE, OVERFLOW_REASON
+from objectd.runtime.socket_events import LOST_REASON, OVERFLOW_CODE, OVERFLOW_REASON
 from objectd.runtime.websockets import WebSocket
 
 __all__ = ["OVERFLOW_CODE", "OVERFLOW_REASON", "Relay", "Transport", "relay"]
@@ -53,9 +53,10 @@ class Relay:
         """The peer sent a Close frame (its reply to ours, or its own close)."""
         self._ws._wire_closed(code, reason)
 
-    def lost(self) -> None:
-        """The connection ended without a Close frame."""
-        self._ws._wire_lost()
+    def lost(self, code: int = 1006, reason: str = LOST_REASON) -> None:
+        """The connection ended without a Close frame from the peer: lost (1006), or closed
+        by the front for a reason of its own (``code``, ``reason``)."""
+        self._ws._wire_lost(code, reason)
 
 
 def relay(ws: object, transport: Transport) -> Relay:

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from objectd.runtime.exits import describe, from_signal
+from objectd.runtime.exits import describe, from_signal, stray_cancel_error
+from objectd.runtime.watchdog import CPU_LIMIT_MESSAGE, CpuLimitExceeded
 
 __all__ = [
     "LOST_REASON",
@@ -109,6 +110,10 @@ class EventTarget:
     def _ended(self) -> bool:
         raise NotImplementedError
 
+    def _abandon(self) -> None:
+        """The code listening was stopped: drop the connection (as a reset does)."""
+        raise NotImplementedError
+
     def _keep(self, data: str | bytes) -> None:
         if self._messages is None:
             self._messages = deque()
@@ -143,10 +148,15 @@ class EventTarget:
         return task
 
     async def _fire_outside(self, event: Event) -> None:
-        # Inside an object a listener's SystemExit resets the object (runtime.host);
-        # outside one there is nothing to reset, and it must not end the server.
+        # Inside an object a listener's SystemExit or CPU limit resets the object
+        # (runtime.host); outside one there is nothing to reset, and it must not end the
+        # server.  The CPU limit disconnects the socket, as a reset does: every message
+        # would run the stuck listener again, and freeze every object meanwhile.
         try:
             await self._fire(event)
+        except CpuLimitExceeded:
+            log.error("a WebSocket %r listener was stopped: %s", event.type, CPU_LIMIT_MESSAGE)
+            self._abandon()
         except (SystemExit, KeyboardInterrupt) as exc:
             if from_signal(exc):
                 raise
@@ -160,6 +170,11 @@ class EventTarget:
                     await result
             except Exception:
                 log.exception("a WebSocket %r listener failed", event.type)
+            except asyncio.CancelledError as exc:
+                failure = stray_cancel_error(exc)
+                if failure is None:
+                    raise
+                log.error("a WebSocket %r listener failed: %s", event.type, failure, exc_info=exc)
 
     addEventListener = add_event_listener
     removeEventListener = remove_event_listener

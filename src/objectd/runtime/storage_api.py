@@ -26,6 +26,7 @@ from objectd.runtime import alarm_ops
 from objectd.runtime.committer import Batch, Committer
 from objectd.runtime.options import storage_options
 from objectd.storage.database import Backend, ObjectDatabase
+from objectd.storage.interrupts import pending, raise_pending
 from objectd.storage.kv import KvStore, check_batch_size, compile_list_options
 from objectd.storage.sql import SqlStorage, SqlStorageCursor
 
@@ -265,6 +266,8 @@ class DurableObjectStorage(_KvOps):
     def _check(self, op: str) -> None:
         if self._closed:
             raise StorageError("Durable Object storage is no longer accessible.")
+        if pending.task is not None:  # the CPU limit stops a stuck handler here
+            raise_pending()
 
     def close_for_reset(self, error: BaseException | None = None) -> None:
         """The instance is going away: discard the open batch and refuse further calls.
@@ -438,6 +441,8 @@ class DurableObjectTransaction(_KvOps):
         self._finished = False
 
     def _check(self, op: str) -> None:
+        if pending.task is not None:
+            raise_pending()
         if self._rolled_back:
             raise StorageError(f"Cannot {op} on rolled back transaction")
         if self._finished:

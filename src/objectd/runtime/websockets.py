@@ -460,6 +460,9 @@ class WebSocket(EventTarget):
     def _ended(self) -> bool:
         return self._mode is _Mode.CLOSED
 
+    def _abandon(self) -> None:
+        self._disconnect()
+
     def __repr__(self) -> str:
         return f"<WebSocket {self._mode.value} readyState={int(self.ready_state)}>"
 

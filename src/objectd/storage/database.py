@@ -177,7 +177,14 @@ class ObjectDatabase:
             # As workerd: foreign keys are enforced unless the object's SQL turns them off.
             self.conn.execute(internal_sql("PRAGMA foreign_keys=ON"))
             version = self.conn.execute(internal_sql("PRAGMA user_version")).fetchone()[0]
-            if version != _SCHEMA_VERSION:
+            if version > _SCHEMA_VERSION:
+                # Written by a newer objectd: stamping our version on it would pass its
+                # data off as a format it is not.  There are no downgrades.
+                raise StorageError(
+                    f"{path}: data format {version} is newer than this objectd's "
+                    f"({_SCHEMA_VERSION}): a newer objectd wrote it; run that version"
+                )
+            if version != _SCHEMA_VERSION:  # 0: a file made before its schema was written
                 self.conn.execute(internal_sql("BEGIN"))
                 for statement in _SCHEMA:
                     self.conn.execute(internal_sql(statement))

@@ -21,11 +21,18 @@ only the watchdog interrupts, so ``SQLITE_INTERRUPT`` always means the CPU limit
 the raw ``sqlite3.OperationalError`` never reaches user code.  The runtime resets the
 object with Cloudflare's message.
 
+The same module holds the watchdog's other slot, :data:`pending`: a task stuck in
+objectd's own Python code on behalf of user code (``while True: await storage.get(k)``
+spends nearly all its time inside objectd) is not interrupted there, mid-step, but at
+the next storage call it makes (:func:`raise_pending`, called where every storage
+operation starts), a point where nothing is half-done.
+
 This layer is synchronous and never awaits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +45,8 @@ __all__ = [
     "interrupt_running",
     "interruptible",
     "is_interrupt",
+    "pending",
+    "raise_pending",
     "running",
 ]
 
@@ -58,6 +67,32 @@ class _Running:
 
 # The connection executing a long-runnable statement on the event loop right now.
 running = _Running()
+
+
+class _Pending:
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[object] | None = None
+
+
+# The task the CPU limit is to stop at its next storage call (set by the watchdog, which
+# clears it when that run ends); None nearly always, so the check costs one load.
+pending = _Pending()
+
+
+def raise_pending() -> None:
+    """Raise :class:`CpuLimitExceeded` here if the watchdog asked to stop this task."""
+    task = pending.task
+    if task is None:
+        return
+    try:
+        current = asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread: not the task it means
+        return
+    if current is task:
+        pending.task = None
+        raise CpuLimitExceeded("stopped by the CPU limit at a storage call")
 
 
 def interrupt_running() -> bool:

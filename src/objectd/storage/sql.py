@@ -6,6 +6,18 @@ commits with the KV writes and alarm of the same turn.  The cursor then hands ou
 rows already fetched (the last statement is run to completion inside ``exec``), so
 no user statement is ever stepped outside the authorizer's watch.
 
+Because the rows are fetched eagerly, what one statement may hold is bounded:
+:data:`MAX_RESULT_BYTES` (128 MiB, Cloudflare's isolate memory limit), counted as the
+Python memory of the rows as ``to_array()`` hands them out (a dict per row, each
+value's own size).  A ``SELECT`` over an endless ``WITH RECURSIVE`` used to fill
+gigabytes before the CPU limit fired.  Rows are fetched in chunks of about 1 MiB (the
+first chunk is one row, so a row of 400 MiB, the most SQLite's limits allow, is the
+worst overshoot); past the bound ``exec`` fails with :class:`DurableObjectRangeError`.
+That is a plain error, not a reset: nothing was changed by a read, and the object can
+go on (a page with ``LIMIT`` works).  A writing statement (``RETURNING``) had finished
+its write when its rows came: its batch then fails, as after SQLite's own rollbacks,
+so no write is kept for a call that failed.
+
 Safety comes from three places: the authorizer (``storage.authorizer``) checks
 every name, function and pragma while SQLite prepares a statement; SQLite limits
 (``sqlite3_limit``) bound sizes; and the text checks below refuse transaction
@@ -25,6 +37,8 @@ from __future__ import annotations
 import sqlite3
 import weakref
 from collections import deque
+from itertools import chain
+from sys import getsizeof
 from typing import TypeAlias
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError, SqlError, StorageError
@@ -33,12 +47,23 @@ from objectd.storage.database import ObjectDatabase, internal_sql, is_internal_s
 from objectd.storage.interrupts import abort_interrupted, interruptible, is_interrupt, running
 from objectd.storage.sql_split import Statement, split_statements
 
-__all__ = ["MAX_SQL_LENGTH", "RawCursor", "SqlStorage", "SqlStorageCursor", "SqlValue"]
+__all__ = [
+    "MAX_RESULT_BYTES",
+    "MAX_SQL_LENGTH",
+    "RawCursor",
+    "SqlStorage",
+    "SqlStorageCursor",
+    "SqlValue",
+]
 
 SqlValue: TypeAlias = int | float | str | bytes | None
 _Row: TypeAlias = tuple[SqlValue, ...]
 
 MAX_SQL_LENGTH = 100_000  # bytes of UTF-8, the whole exec() text
+# What the rows of one exec() may take in memory (Cloudflare's isolate memory limit).
+MAX_RESULT_BYTES = 128 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024  # rows fetched between two checks of the bound, about
+_MAX_CHUNK_ROWS = 4096
 
 # sqlite3_limit() values (spec §5.9 table, workerd's column).  None of objectd's own
 # statements come near them: KV entries are at most 2 MiB and use at most 3 variables.
@@ -159,6 +184,42 @@ def _parse(query: str) -> list[Statement]:
     return statements
 
 
+class _TooLarge(Exception):
+    pass
+
+
+def _fetch_rows(cursor: sqlite3.Cursor, width: int, limit: int) -> list[_Row]:
+    """Every row of ``cursor``'s statement; raises :class:`_TooLarge` past ``limit`` bytes.
+
+    A row costs its dict (what ``to_array()`` builds: 184 bytes and about 32 per column)
+    plus ``sys.getsizeof`` of each value; the sums run in C (``map``), once per chunk.
+    """
+    row_bytes = 184 + 32 * width
+    rows: list[_Row] = []
+    size = 0
+    want = 1
+    while True:
+        chunk = cursor.fetchmany(want)
+        if not chunk:
+            return rows
+        rows += chunk
+        size += len(chunk) * row_bytes + sum(map(getsizeof, chain.from_iterable(chunk)))
+        if size > limit:
+            raise _TooLarge
+        if len(chunk) < want:
+            return rows
+        per_row = size // len(rows) or 1
+        want = max(1, min(want * 4, _MAX_CHUNK_ROWS, _CHUNK_BYTES // per_row))
+
+
+def _too_large(limit: int) -> DurableObjectRangeError:
+    return DurableObjectRangeError(
+        f"the rows of this SQL statement take more than {limit} bytes "
+        f"({limit / 2**20:g} MiB), the most one sql.exec() may hold in memory; "
+        "fetch fewer rows or smaller values at a time (LIMIT, then WHERE past the last key)"
+    )
+
+
 def _translate(exc: Exception) -> StorageError | DurableObjectTypeError:
     """The one boundary where sqlite3 errors become objectd errors."""
     if isinstance(exc, UnicodeEncodeError):
@@ -182,9 +243,10 @@ def _translate(exc: Exception) -> StorageError | DurableObjectTypeError:
 class SqlStorage:
     """The SQL API of one SQLite-backed object (Cloudflare's ``SqlStorage``)."""
 
-    def __init__(self, db: ObjectDatabase) -> None:
+    def __init__(self, db: ObjectDatabase, *, max_result_bytes: int = MAX_RESULT_BYTES) -> None:
         self._db = db
         self._guard = _install_guard(db)
+        self._max_result_bytes = max_result_bytes
 
     def exec(self, query: str, /, *bindings: object) -> SqlStorageCursor:
         """Run ``query`` now and return a cursor over the last statement's rows."""
@@ -206,9 +268,16 @@ class SqlStorage:
             try:
                 cursor = conn.execute(statement.text, values if index == last else ())
                 if index == last:
-                    rows = cursor.fetchall()
                     columns = [entry[0] for entry in cursor.description or ()]
+                    rows = _fetch_rows(cursor, len(columns), self._max_result_bytes)
                 cursor.close()
+            except _TooLarge:
+                guard.active = False
+                slot.conn = None
+                cursor.close()  # resets the statement: nothing is left running
+                if db.batch_open and conn.total_changes != before:
+                    db.batch_aborted()  # its write is done: the batch must not commit it
+                raise _too_large(self._max_result_bytes) from None
             except (sqlite3.Error, UnicodeEncodeError, MemoryError) as exc:
                 guard.active = False
                 slot.conn = None

@@ -6,6 +6,7 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 from objectd.ids import IdMinter
@@ -15,6 +16,9 @@ from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.namespace import DurableObjectNamespace, DurableObjectStub
 from objectd.runtime.registry import ObjectClass
 from objectd.runtime.settings import RuntimeSettings
+from objectd.runtime.user_code import UserCode
+from objectd.runtime.user_tasks import stuck_in
+from objectd.runtime.watchdog import CpuWatchdog
 from objectd.storage.database import Backend
 from objectd.storage.syncing import sync_files
 
@@ -85,4 +89,27 @@ def attach_alarms(
         settings=first.settings,
         committer=first.committer,
         rng=rng,
+    )
+
+
+# The tests' own modules play the project's code for the CPU watchdog.
+TEST_CODE = UserCode([Path(__file__).parent])
+
+
+def kit_watchdog(
+    limit_s: float = 0.2,
+    *,
+    grace_s: float | None = None,
+    on_stuck: Callable[[str], None] | None = None,
+    user_code: Callable[[CodeType], bool] = TEST_CODE,
+) -> CpuWatchdog:
+    """A CPU watchdog polling every 50 ms; when it gives up on the loop it calls
+    ``on_stuck(report)`` (the real one ends the process; by default nothing happens)."""
+    return CpuWatchdog(
+        limit_s,
+        user_code=user_code,
+        poll_s=0.05,
+        grace_s=grace_s,
+        describe=stuck_in,
+        on_stuck=on_stuck or (lambda report: None),
     )

@@ -1,24 +1,31 @@
-"""The CPU limit stops SQLite too, and every place handlers run (issue 9 §2; spec §11).
+"""The CPU limit stops SQLite too, and user code wherever it runs (issue 9 §2; spec §11).
 
-A real watchdog with a 0.2 s limit: each stuck handler costs ~0.2-0.4 s of CPU.
+A real watchdog with a 0.2 s limit: each stuck handler costs ~0.2-0.4 s of CPU.  Code
+that cannot be stopped ends the process: here ``on_stuck`` records the report instead
+(adversarial findings 1 and 2).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_kit import make_namespace
+from runtime_kit import TEST_CODE, kit_watchdog, make_namespace
 
 from objectd.errors import ObjectResetError
-from objectd.runtime.host import EVENT_CODE
 from objectd.runtime.namespace import DurableObjectNamespace
 from objectd.runtime.objects import DurableObject
-from objectd.runtime.watchdog import CpuWatchdog
+from objectd.runtime.user_tasks import install_task_guard
+from objectd.runtime.watchdog import STUCK_EXIT_CODE, CpuWatchdog
+from objectd.runtime.websockets import WebSocketPair
 from objectd.storage.database import internal_sql
 
 CPU = "Worker exceeded CPU time limit."
@@ -100,6 +107,32 @@ class Sql(DurableObject):
                 if caught == 2:
                     return caught
 
+    async def spawn(self, what: str) -> str:
+        async def body() -> None:
+            await asyncio.sleep(0)
+            if what == "spin":
+                while True:
+                    pass
+            self.ctx.storage.sql.exec(ENDLESS)
+
+        self._task = asyncio.get_running_loop().create_task(body())  # nobody awaits it
+        await asyncio.sleep(0.5)  # the reset ends this event too
+        return "spawned"
+
+    def swallow_forever(self) -> str:
+        while not DONE.is_set():
+            try:
+                while not DONE.is_set():
+                    pass
+            except BaseException:  # an unlucky retry loop: never gives up
+                pass
+        return "ended"
+
+    def wait_forever(self) -> str:
+        while not DONE.is_set():
+            time.sleep(0.01)  # blocks the loop without burning CPU
+        return "ended"
+
     async def put(self, key: str, value: Any) -> None:
         await self.ctx.storage.put(key, value)
 
@@ -115,13 +148,16 @@ class Sql(DurableObject):
 
 
 @asynccontextmanager
-async def watchdog() -> AsyncIterator[CpuWatchdog]:
-    dog = CpuWatchdog(0.2, targets=EVENT_CODE, poll_s=0.05)
+async def watchdog(dog: CpuWatchdog | None = None) -> AsyncIterator[CpuWatchdog]:
+    """A watchdog, and the guard of the tasks user code creates (as ``Project.start``)."""
+    dog = dog or kit_watchdog()
+    unguard = install_task_guard(asyncio.get_running_loop(), TEST_CODE)
     dog.start()
     try:
         yield dog
     finally:
         dog.stop()
+        unguard()
 
 
 async def expect_cpu_reset(call: Awaitable[Any]) -> None:
@@ -132,6 +168,23 @@ async def expect_cpu_reset(call: Awaitable[Any]) -> None:
 
 def run(main: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+# Set when the watchdog gives up on the loop: there the real one ends the process.
+DONE = threading.Event()
+
+
+@pytest.fixture(autouse=True)
+def _not_done() -> None:
+    DONE.clear()
+
+
+def give_up_into(reports: list[str]) -> Callable[[str], None]:
+    def give_up(report: str) -> None:
+        reports.append(report)
+        DONE.set()
+
+    return give_up
 
 
 CLEAN = {"dirty": None, "kept": 1, "rows": 0, "integrity": "ok"}
@@ -241,3 +294,117 @@ def test_a_handler_that_swallows_the_limit_is_interrupted_again(tmp_path: Path) 
             assert dog.interruptions == 2
 
     run(main)
+
+
+# -- user code outside events (adversarial finding 2) -------------------------------------
+
+
+@pytest.mark.parametrize("what", ["spin", "sql"])
+def test_a_task_the_object_created_is_stopped_and_resets_it(
+    tmp_path: Path, what: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Sql)
+        async with watchdog() as dog:
+            await ns.get_by_name("a").put("kept", 1)
+            with pytest.raises(ObjectResetError, match=CPU):
+                await asyncio.wait_for(ns.get_by_name("a").spawn(what), 10)
+            assert dog.interruptions == 1
+            assert await ns.get_by_name("a").state() == CLEAN
+
+    run(main)
+    assert "a task it created failed: Worker exceeded CPU time limit." in caplog.text
+
+
+def test_a_listener_outside_objects_is_stopped_and_its_socket_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        client, server = WebSocketPair()
+        server.accept()
+        client.accept()
+        closes: list[Any] = []
+        client.add_event_listener("close", closes.append)
+
+        def spin(event: Any) -> None:
+            while True:
+                pass
+
+        server.add_event_listener("message", spin)
+        async with watchdog() as dog:
+            client.send("spin")
+            for _ in range(200):
+                if closes:
+                    break
+                await asyncio.sleep(0.02)
+            assert dog.interruptions == 1
+            assert [(event.code, event.was_clean) for event in closes] == [(1006, False)]
+
+    run(main)
+    assert "listener was stopped: Worker exceeded CPU time limit." in caplog.text
+
+
+# -- code that cannot be stopped ends the process (adversarial finding 1) -----------------
+
+
+def test_code_that_swallows_every_interrupt_ends_the_process(tmp_path: Path) -> None:
+    reports: list[str] = []
+    give_up = give_up_into(reports)
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Sql)
+        async with watchdog(kit_watchdog(grace_s=0.3, on_stuck=give_up)) as dog:
+            assert await ns.get_by_name("stubborn").swallow_forever() == "ended"
+            assert dog.interruptions >= 2  # interrupted again at every poll meanwhile
+
+    run(main)
+    [report] = reports
+    assert f"Ending the process with exit code {STUCK_EXIT_CODE}" in report
+    assert "went on after the CPU limit (0.2 s) interrupted it" in report
+    assert 'Stuck in Durable Object Sql "stubborn"' in report
+    assert "in swallow_forever" in report  # the user's frame
+
+
+def test_code_no_interrupt_reaches_ends_the_process_too(tmp_path: Path) -> None:
+    reports: list[str] = []
+    give_up = give_up_into(reports)
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Sql)
+        # Nothing is the project's code here: the spin is as out of reach as C code.
+        dog = kit_watchdog(grace_s=0.3, on_stuck=give_up, user_code=lambda code: False)
+        async with watchdog(dog):
+            assert await ns.get_by_name("a").swallow_forever() == "ended"
+            assert dog.interruptions == 0
+
+    run(main)
+    [report] = reports
+    assert "where the CPU limit (0.2 s) cannot interrupt it" in report
+
+
+def test_a_stop_request_while_the_loop_is_stuck_ends_the_process(tmp_path: Path) -> None:
+    assert threading.current_thread() is threading.main_thread()
+    reports: list[str] = []
+    give_up = give_up_into(reports)
+    stops: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:  # uvicorn's, in a server
+        stops.append(signum)
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Sql)
+        async with watchdog(kit_watchdog(30, grace_s=0.3, on_stuck=give_up)):
+            # Blocked, not burning CPU: the CPU limit never fires; only the stop request.
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            assert await ns.get_by_name("a").wait_forever() == "ended"
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        run(main)
+        assert stops == [signal.SIGTERM]  # the handler found at start still ran
+        assert signal.getsignal(signal.SIGTERM) is handler  # and is back in place
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    [report] = reports
+    assert "a stop was requested and the loop has not run for" in report
+    assert "in wait_forever" in report

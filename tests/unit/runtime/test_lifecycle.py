@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_kit import RecordingSyncer, make_namespace
+from runtime_kit import RecordingSyncer, kit_watchdog, make_namespace
 
 from objectd.errors import ObjectResetError, OverloadedError
 from objectd.runtime.clock import FakeClock
@@ -16,7 +16,6 @@ from objectd.runtime.host import ObjectHost
 from objectd.runtime.objects import DurableObject
 from objectd.runtime.phase import HostPhase
 from objectd.runtime.settings import RuntimeSettings
-from objectd.runtime.watchdog import CpuWatchdog
 
 
 class Memory(DurableObject):
@@ -190,7 +189,7 @@ def test_076_output_gate_timeout_resets(tmp_path: Path) -> None:
 def test_cpu_limit_resets_only_the_spinning_object(tmp_path: Path) -> None:
     async def main() -> None:
         ns = make_namespace(tmp_path, Memory)
-        watchdog = CpuWatchdog(0.2, targets=(ObjectHost._run_event.__code__,), poll_s=0.05)
+        watchdog = kit_watchdog()
         watchdog.start()
         try:
             assert await ns.get_by_name("other").bump() == 1001

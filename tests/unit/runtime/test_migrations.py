@@ -259,6 +259,111 @@ def test_155_migrations_after_the_applied_prefix_are_applied(tmp_path: Path, roo
     assert metadata(root)[0] == [(0, "v1"), (1, "v2"), (2, "v3")]
 
 
+# --- 155: an applied migration edited afterwards ----------------------------------------------
+
+V1_AC = '[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["A"]\nnew_classes = ["C"]\n'
+
+
+def test_155_class_renamed_inside_an_applied_migration_asks_for_renamed_classes(
+    tmp_path: Path, root: Path
+) -> None:
+    # v1 was applied with class A; then A was renamed to B inside v1 (file, binding, code).
+    states = apply_migrations(project(tmp_path / "p", V1, bindings=("A",)), exports("A"), root)
+    add_object(states["A"])
+    config = project(tmp_path / "p", V1.replace('["A"]', '["B"]'), bindings=("B",))
+    message = refused(
+        config,
+        exports("B"),
+        root,
+        f"{config.config_path}: migrations[0] (tag 'v1'): ",
+        f"migration 'v1' was applied to {root / 'app'} with different contents",
+        "the data folder has class A (sqlite)",
+        "the file's applied migrations now give class B (sqlite)",
+        "restore 'v1' as it was applied",
+        'in a new migration: tag = "v2", renamed_classes = [{from = "A", to = "B"}]',
+    )
+    # Not the binding error, which asked for what v1 already says.
+    assert "10061" not in message
+    assert "new_sqlite_classes" not in message
+
+
+def test_155_edited_migration_in_a_json_file_gets_json_advice(tmp_path: Path, root: Path) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "main.py").write_text("")
+    wrangler = '{"name": "app", "main": "main.py", "migrations": [%s]}'
+    applied = '{"tag": "v1", "new_sqlite_classes": ["A"]}'
+    (folder / "wrangler.jsonc").write_text(wrangler % applied)
+    apply_migrations(load_project(folder), exports("A"), root)
+    (folder / "wrangler.jsonc").write_text(wrangler % applied.replace('"A"', '"B"'))
+    refused(
+        load_project(folder),
+        exports("B"),
+        root,
+        "migrations[0] (tag 'v1')",
+        '"tag": "v2", "renamed_classes": [{"from": "A", "to": "B"}]',
+    )
+
+
+def test_155_class_added_to_an_applied_migration(tmp_path: Path, root: Path) -> None:
+    apply_migrations(project(tmp_path / "p", V1), exports("A"), root)
+    edited = V1.replace('["A"]', '["A", "C"]')
+    refused(
+        project(tmp_path / "p", edited),
+        exports("A", "C"),
+        root,
+        "migrations[0] (tag 'v1')",
+        "the data folder has class A (sqlite)",
+        "now give classes A (sqlite), C (sqlite)",
+        'new_sqlite_classes = ["C"]',
+    )
+
+
+def test_155_class_removed_from_an_applied_migration(tmp_path: Path, root: Path) -> None:
+    apply_migrations(project(tmp_path / "p", V1_AC), exports("A", "C"), root)
+    refused(
+        project(tmp_path / "p", V1),
+        exports("A", "C"),
+        root,
+        "migrations[0] (tag 'v1')",
+        "the data folder has classes A (sqlite), C (kv)",
+        'deleted_classes = ["C"]',
+    )
+
+
+def test_155_backend_changed_inside_an_applied_migration(tmp_path: Path, root: Path) -> None:
+    apply_migrations(project(tmp_path / "p", V1_AC), exports("A", "C"), root)
+    edited = '[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["A", "C"]\n'
+    refused(
+        project(tmp_path / "p", edited),
+        exports("A", "C"),
+        root,
+        "migrations[0] (tag 'v1')",
+        "class C is kv in the data folder, and a class's storage backend cannot change",
+    )
+
+
+def test_155_the_edited_tag_is_the_one_named(tmp_path: Path, root: Path) -> None:
+    # v2 deleted C when it was applied; the deletion was later taken out of v2.
+    v2 = V1_AC + '[[migrations]]\ntag = "v2"\ndeleted_classes = ["C"]\nnew_classes = ["D"]\n'
+    apply_migrations(project(tmp_path / "p", V1_AC), exports("A", "C"), root)
+    apply_migrations(project(tmp_path / "p", v2), exports("A", "D"), root)
+    edited = V1_AC + '[[migrations]]\ntag = "v2"\nnew_classes = ["D"]\n'
+    refused(
+        project(tmp_path / "p", edited),
+        exports("A", "C", "D"),
+        root,
+        "migrations[1] (tag 'v2'): migration 'v2' was applied",
+        "the data folder has classes A (sqlite), D (kv)",
+    )
+
+
+def test_155_edits_that_change_no_class_are_accepted(tmp_path: Path, root: Path) -> None:
+    first = apply_migrations(project(tmp_path / "p", V1_AC), exports("A", "C"), root)
+    reordered = '[[migrations]]\nnew_classes = ["C"]\nnew_sqlite_classes = ["A"]\ntag = "v1"\n'
+    assert apply_migrations(project(tmp_path / "p", reordered), exports("A", "C"), root) == first
+
+
 # --- 156: renames ---------------------------------------------------------------------------
 
 V2_RENAME = V1 + '[[migrations]]\ntag = "v2"\nrenamed_classes = [{from = "A", to = "B"}]\n'
@@ -557,7 +662,13 @@ def test_newer_metadata_schema_is_refused(tmp_path: Path, root: Path) -> None:
     with sqlite3.connect(root / "app" / METADATA_NAME) as db:
         db.execute("PRAGMA user_version = 99")
     db.close()
-    refused(project(tmp_path / "p", V1), exports("A"), root, "metadata schema 99 is not")
+    refused(
+        project(tmp_path / "p", V1),
+        exports("A"),
+        root,
+        f"{root / 'app' / METADATA_NAME}: data format 99 is newer than this objectd's (1): "
+        "a newer objectd wrote this data folder; run that version",
+    )
 
 
 def test_environment_bindings_are_named_by_their_key_path(tmp_path: Path, root: Path) -> None:

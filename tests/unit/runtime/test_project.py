@@ -98,6 +98,45 @@ def test_cloudflare_python_worker_runs_unchanged(tmp_path: Path) -> None:
     ]
 
 
+def test_web_socket_pair_from_workers_and_camel_case_response(tmp_path: Path) -> None:
+    # Issue 15 §5: `WebSocketPair` imported from `workers` (Cloudflare has it in `js`) and
+    # the JavaScript init's `webSocket=` spelling, in a worker written the Cloudflare way.
+    root = write_project(
+        tmp_path,
+        """
+        from workers import DurableObject, Response, WebSocketPair, WorkerEntrypoint
+
+        class Thing(DurableObject):
+            async def fetch(self, request):
+                client, server = WebSocketPair()
+                self.ctx.acceptWebSocket(server, ["room"])
+                return Response(None, status=101, webSocket=client)
+
+            def sockets(self):
+                return len(self.ctx.getWebSockets("room"))
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                stub = self.env.THING.getByName("x")
+                if request.url.endswith("/count"):
+                    return Response(str(await stub.sockets()))
+                return await stub.fetch(request)
+    """,
+    )
+
+    async def main() -> tuple[int, bool, str]:
+        project = Project.load(root)
+        try:
+            upgrade = Request("http://localhost/ws", headers={"upgrade": "websocket"})
+            response = await project.fetch(upgrade)
+            count = await project.fetch(Request("http://localhost/count"))
+            return response.status, response.web_socket is not None, await count.text()
+        finally:
+            await project.close()
+
+    assert asyncio.run(main()) == (101, True, "1")
+
+
 def test_module_level_on_fetch(tmp_path: Path) -> None:
     root = write_project(
         tmp_path,

@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_kit import make_namespace, run_in
+from runtime_kit import kit_watchdog, make_namespace, run_in
 
 from objectd.errors import DurableObjectError, ObjectResetError, StorageError
 from objectd.runtime.gates import InputGate
-from objectd.runtime.host import ObjectHost
 from objectd.runtime.objects import DurableObject
-from objectd.runtime.watchdog import CpuWatchdog
 
 
 def test_031_woken_waiter_is_not_overtaken_by_a_newcomer() -> None:
@@ -150,7 +148,7 @@ class SpinningConstructor(DurableObject):
 def test_cpu_limit_in_constructor_resets_that_object(tmp_path: Path) -> None:
     async def main() -> None:
         ns = make_namespace(tmp_path, SpinningConstructor)
-        watchdog = CpuWatchdog(0.2, targets=(ObjectHost._run_event.__code__,), poll_s=0.05)
+        watchdog = kit_watchdog()
         watchdog.start()
         try:
             with pytest.raises(ObjectResetError, match="Worker exceeded CPU time limit."):

@@ -17,7 +17,7 @@ from objectd.errors import (
 )
 from objectd.storage.database import Backend, ObjectDatabase, internal_sql
 from objectd.storage.kv import KvStore, compile_list_options
-from objectd.storage.sql import SqlStorage
+from objectd.storage.sql import MAX_RESULT_BYTES, SqlStorage
 
 NO_STATEMENT = "SQL code did not contain a statement."
 
@@ -802,6 +802,72 @@ def test_conflict_rollback_ending_the_batch_keeps_the_database_consistent(
     sql.exec("INSERT INTO t VALUES (2)")  # a new batch after the failure works
     db.commit()
     assert raw_rows(db, "SELECT v FROM t") == [(2,)]
+
+
+# -- what one exec() may hold (adversarial finding 3) -------------------------------------------
+
+ENDLESS_ROWS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"
+TOO_LARGE = "the most one sql.exec\\(\\) may hold in memory"
+
+
+def test_the_default_bound_is_cloudflares_isolate_memory() -> None:
+    assert MAX_RESULT_BYTES == 128 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        ENDLESS_ROWS,
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) "
+        "SELECT randomblob(100000) FROM c",
+    ],
+    ids=["endless-small-rows", "endless-large-rows"],
+)
+def test_rows_that_never_end_fail_the_call_at_the_bound(db: ObjectDatabase, query: str) -> None:
+    sql = SqlStorage(db, max_result_bytes=2 * 1024 * 1024)
+    with pytest.raises(DurableObjectRangeError, match=TOO_LARGE):
+        sql.exec(query)
+    # A plain error: the object goes on (the read changed nothing, so its batch commits),
+    # and nothing is left running on the connection.
+    assert sql.exec("SELECT 1 AS one").one() == {"one": 1}
+    sql.exec("CREATE TABLE t (v)")
+    db.commit()
+    assert not db.conn.in_transaction
+
+
+def test_rows_under_the_bound_all_arrive_in_order(db: ObjectDatabase) -> None:
+    sql = SqlStorage(db, max_result_bytes=16 * 1024 * 1024)
+    count = 20_000  # several chunks (they grow from one row)
+    query = f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT {count}) "
+    rows = sql.exec(query + "SELECT x, 'v' || x AS v FROM c").raw().to_array()
+    assert rows == [[i, f"v{i}"] for i in range(1, count + 1)]
+    assert sql.exec("SELECT 1 AS a WHERE 0").to_array() == []
+
+
+def test_one_value_past_the_bound_fails(db: ObjectDatabase) -> None:
+    sql = SqlStorage(db, max_result_bytes=1024 * 1024)
+    assert len(sql.exec("SELECT randomblob(900000) AS b").one()["b"]) == 900_000  # type: ignore[arg-type]
+    with pytest.raises(DurableObjectRangeError, match=TOO_LARGE):
+        sql.exec("SELECT randomblob(600000), randomblob(600000)")
+
+
+def test_a_write_whose_returned_rows_pass_the_bound_fails_its_batch(db: ObjectDatabase) -> None:
+    sql = SqlStorage(db, max_result_bytes=256 * 1024)
+    sql.exec("CREATE TABLE t (v)")
+    db.commit()
+    KvStore(db).put("k", 1)
+    query = (
+        "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 5000) "
+        "SELECT x FROM c RETURNING v, randomblob(100)"
+    )
+    with pytest.raises(DurableObjectRangeError, match=TOO_LARGE):
+        sql.exec(query)
+    # SQLite had made the whole write when its rows came: the batch must not commit it.
+    critical = "Cannot commit transaction due to an earlier SQL critical error"
+    with pytest.raises(StorageError, match=critical):
+        db.commit()
+    assert raw_rows(db, "SELECT count(*) FROM t") == [(0,)]
+    assert KvStore(db).get("k") == (False, None)
 
 
 # -- internal statements and deleteAll ----------------------------------------------------------
