@@ -1,5 +1,6 @@
-"""The app when the project does not load (asgi/app.py, issue 15 §2): ``serve`` fails its
-startup with the error logged once; ``dev`` answers every request and upgrade with it."""
+"""The app when the project does not load (asgi/app.py, issue 15 §2): by default (``serve``)
+it fails its startup with the error logged once; with ``show_errors`` (``dev``) it answers
+every request and upgrade with it."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_serve_fails_the_startup_with_the_error_logged_once(
 
 
 def test_dev_answers_every_request_with_the_load_error(tmp_path: Path) -> None:
-    app = ObjectdApp(_broken_project(tmp_path), data_dir=tmp_path / "data", dev=True)
+    app = ObjectdApp(_broken_project(tmp_path), data_dir=tmp_path / "data", show_errors=True)
     sent = _lifespan(app)
     assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
     scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
@@ -76,7 +77,7 @@ def test_dev_answers_every_request_with_the_load_error(tmp_path: Path) -> None:
 
 
 def test_dev_answers_an_upgrade_with_the_load_error(tmp_path: Path) -> None:
-    app = ObjectdApp(_broken_project(tmp_path), data_dir=tmp_path / "data", dev=True)
+    app = ObjectdApp(_broken_project(tmp_path), data_dir=tmp_path / "data", show_errors=True)
     _lifespan(app)
     scope = {
         "type": "websocket",

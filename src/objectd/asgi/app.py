@@ -4,8 +4,9 @@ uvicorn serves it in ``objectd dev`` / ``objectd serve``, and it can be mounted 
 any ASGI server.  The project is loaded at lifespan startup, in the serving process
 (so ``objectd dev``'s reloader gets fresh code), and closed at shutdown: every
 committed write synced and every object file closed.  A project that does not load
-fails the startup (``objectd serve`` exits), except with ``dev``: then every request
-and upgrade is answered 500 at once with the error, until a save restarts the process.
+fails the startup (``objectd serve`` exits), except with ``show_errors`` (``objectd
+dev``): then every request and upgrade is answered 500 at once with the error, until a
+save restarts the process.
 An exception the worker does not catch becomes ``500 Internal Server Error`` with
 ``Connection: close`` (as workerd answers) and a logged traceback.
 
@@ -89,7 +90,6 @@ class ObjectdApp:
         settings: RuntimeSettings | None = None,
         body_buffer_bytes: int = FrontLimits().body_buffer_bytes,
         ws_send_buffer: int = DEFAULT_SEND_BUFFER,
-        dev: bool = False,
         secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
     ) -> None:
         self.project_dir = Path(project_dir)
@@ -98,7 +98,8 @@ class ObjectdApp:
         self.durability = durability
         self.environment = environment
         self.announce = announce
-        # A 500 answer carries the error report (``objectd dev``); never in production.
+        # Development (``objectd dev``), never production: a 500 answer carries the error
+        # report, and a project that does not load is answered 500 with its error.
         self.show_errors = show_errors
         self.settings = settings
         # Request-body bytes all requests in progress may buffer together (issue 9 §8),
@@ -107,8 +108,7 @@ class ObjectdApp:
         self._buffered = 0
         self.ws_send_buffer = ws_send_buffer  # bytes buffered per WebSocket peer, at most
         self.project: Project | None = None
-        # objectd dev: why the project did not load, answered to every request.
-        self.dev = dev
+        # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,7 +150,7 @@ class ObjectdApp:
                 except (Exception, SystemExit) as exc:  # sys.exit() in the module, too
                     report = describe_load_error(exc, self.project_dir)
                     log.error("objectd: cannot load %s:\n%s", self.project_dir, report)
-                    if not self.dev:  # logged once: uvicorn is given no message to repeat
+                    if not self.show_errors:  # logged once: uvicorn is given no message to repeat
                         await send({"type": "lifespan.startup.failed", "message": ""})
                         return
                     self.load_error = (
@@ -226,7 +226,7 @@ class ObjectdApp:
                 self._buffered -= reserved
 
     async def _answer_load_error(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """objectd dev with code that does not load: 500 with the error, at once (the body
+        """show_errors with code that does not load: 500 with the error, at once (the body
         is not read), for an upgrade as for any request."""
         assert self.load_error is not None
         body = self.load_error.encode()
@@ -393,8 +393,7 @@ async def _send_plain(
 
 
 def app_from_environment() -> ObjectdApp:
-    """Factory used by ``objectd dev``'s reloader: settings come from OBJECTD_* variables.
-    The app is a ``dev`` one: code that does not load is answered, not a failed start."""
+    """Factory used by ``objectd dev``'s reloader: settings come from OBJECTD_* variables."""
     env = os.environ
     idle = env.get("OBJECTD_IDLE_TIMEOUT")
     live = env.get("OBJECTD_MAX_LIVE_OBJECTS")
@@ -415,7 +414,6 @@ def app_from_environment() -> ObjectdApp:
         settings=RuntimeSettings(**changed) if changed else None,
         body_buffer_bytes=int(buffer) if buffer else FrontLimits().body_buffer_bytes,
         ws_send_buffer=int(send_buffer) if send_buffer else DEFAULT_SEND_BUFFER,
-        dev=True,
     )
 
 
