@@ -1,14 +1,17 @@
 """The ``objectd`` command (L4): parse arguments, call the library, exit.
 
 ``objectd dev [DIR]`` serves a project on 127.0.0.1:8787 with its data in
-``DIR/.objectd/`` and restarts the serving process when code or config changes
-(the data stays).  ``objectd serve [DIR]`` serves without reloading.  Both bind the
-socket first, so ``--port 0`` works, and print ``objectd: serving <name> on <url>``
-once the project is loaded and ready.
+``DIR/.objectd/`` and restarts the serving process when code, config or ``.dev.vars``
+changes (the data stays; ``asgi.reload``).  ``objectd serve [DIR]`` serves without
+reloading.  Both bind the socket first, so ``--port 0`` works, and print ``objectd:
+serving <name> on <url>`` once the project is loaded and ready.  A port in use is one
+line naming it.  In ``dev``, code that does not load is answered 500 with its error until
+a save fixes it; ``serve`` exits instead.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -22,7 +25,7 @@ import click
 import uvicorn
 
 from objectd import __version__
-from objectd.asgi import ObjectdApp
+from objectd.asgi import ObjectdApp, logs
 from objectd.asgi.limits import (
     DescriptorPlan,
     FrontLimits,
@@ -30,6 +33,7 @@ from objectd.asgi.limits import (
     raise_open_files_limit,
 )
 from objectd.asgi.protocol import ServerConfig
+from objectd.asgi.reload import DevReload
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.config import find_config, secrets_from_environ
 from objectd.errors import ConfigError, DataFolderInUseError
@@ -48,7 +52,6 @@ if TYPE_CHECKING:
 else:
     _IntParamType = click.ParamType
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_RELOAD_INCLUDES = ["*.py", "wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars*"]
 
 
 class ByteSize(_IntParamType):
@@ -205,18 +208,12 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
     directory = directory.resolve()
     _check_project(directory)
     limits, plan = _front_limits(options)
+    # A name, not the app: each process the reloader starts imports the code afresh.
     config = _uvicorn_config(
-        "objectd.asgi:app_from_environment",
-        limits,
-        plan,
-        options,
-        factory=True,
-        reload=True,
-        reload_dirs=[str(directory)],
-        reload_includes=_RELOAD_INCLUDES,
-        reload_excludes=[".objectd/*", ".venv/*"],
+        "objectd.asgi:app_from_environment", limits, plan, options, factory=True
     )
     sock = _listen(config)
+    _log_plan(limits, plan)
     url = _url(options["host"], sock.getsockname()[1])
     os.environ.update(
         OBJECTD_PROJECT=str(directory),
@@ -229,15 +226,14 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
         OBJECTD_BODY_BUFFER=str(limits.body_buffer_bytes),
         OBJECTD_WS_SEND_BUFFER=str(options["ws_send_buffer"]),
     )
-    from uvicorn.supervisors import ChangeReload
-
-    # For the serving process, a fresh interpreter: 500s carry the error report (dev only),
-    # and its log gets the level configured here.
-    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    os.environ.update(OBJECTD_SHOW_ERRORS="1", OBJECTD_LOG_LEVEL=level)
+    # For the serving process: 500s carry the error report (dev only).  Its log is set up
+    # from the config it is handed (ServerConfig.configure_logging).
+    os.environ.update(OBJECTD_SHOW_ERRORS="1")
     _check_data_folder()
     server = uvicorn.Server(config)
-    ChangeReload(config, target=server.run, sockets=[sock]).run()
+    # Storage writes are not changes: the data folders are not watched.
+    ignored = [directory / ".objectd", *([data_dir.resolve()] if data_dir else [])]
+    DevReload(config, server.run, [sock], directory=directory, ignored=ignored).run()
 
 
 @main.command()
@@ -266,6 +262,7 @@ def serve(directory: Path, data_dir: Path | None, durability: str, **options: An
     )
     config = _uvicorn_config(app, limits, plan, options)
     sock = _listen(config)
+    _log_plan(limits, plan)
     app.announce = _url(options["host"], sock.getsockname()[1])
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
@@ -338,29 +335,7 @@ def _uvicorn_config(
     app: Any, limits: FrontLimits, plan: DescriptorPlan, options: dict[str, Any], **extra: Any
 ) -> uvicorn.Config:
     log_level = options["log_level"]
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("objectd")
-    if plan.scaled:
-        log.warning(
-            "objectd: the open-files limit (%d) is low: at most %d objects stay live (not "
-            "%d) so that connections cannot take their descriptors; raise it (ulimit -n)",
-            plan.open_files,
-            plan.max_live_objects,
-            _DEFAULT_SETTINGS.max_live_objects,
-        )
-    log.info(
-        "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
-        "request head, %g s header timeout, %g s body timeout, %g s keep-alive, %d bytes of "
-        "buffered bodies",
-        plan.open_files,
-        plan.max_live_objects,
-        limits.max_connections,
-        limits.max_header_bytes,
-        limits.header_timeout_s,
-        limits.body_timeout_s,
-        limits.keep_alive_timeout_s,
-        limits.body_buffer_bytes,
-    )
+    logs.configure(log_level, access_log=options["access_log"])
     return ServerConfig(
         app,
         limits=limits,
@@ -385,11 +360,54 @@ def _uvicorn_config(
     )
 
 
+def _log_plan(limits: FrontLimits, plan: DescriptorPlan) -> None:
+    log = logging.getLogger("objectd")
+    if plan.scaled:
+        log.warning(
+            "objectd: the open-files limit (%d) is low: at most %d objects stay live (not "
+            "%d) so that connections cannot take their descriptors; raise it (ulimit -n)",
+            plan.open_files,
+            plan.max_live_objects,
+            _DEFAULT_SETTINGS.max_live_objects,
+        )
+    log.info(
+        "objectd: %d open files: up to %d live objects and %d connections; %d bytes of "
+        "request head, %g s header timeout, %g s body timeout, %g s keep-alive, %d bytes of "
+        "buffered bodies",
+        plan.open_files,
+        plan.max_live_objects,
+        limits.max_connections,
+        limits.max_header_bytes,
+        limits.header_timeout_s,
+        limits.body_timeout_s,
+        limits.keep_alive_timeout_s,
+        limits.body_buffer_bytes,
+    )
+
+
 def _listen(config: uvicorn.Config) -> socket.socket:
     """Bind and listen at once: "serving" is printed before uvicorn starts accepting, and a
-    client that connects in between must wait in the backlog, not be refused."""
-    sock = config.bind_socket()
-    sock.listen(config.backlog)
+    client that connects in between must wait in the backlog, not be refused.
+
+    Bound here rather than by uvicorn, whose ``bind_socket`` logs ``Uvicorn running on``
+    before the project has loaded, and logs a port in use as a bare ``[Errno 98]``.
+    """
+    host, port = config.host, config.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(config.backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} on {host} is in use (another server?): stop it, choose "
+                "another --port, or --port 0 for any free port"
+            ) from None
+        raise click.ClickException(f"cannot listen on {_url(host, port)}: {exc.strerror}") from None
+    sock.set_inheritable(True)  # objectd dev's serving processes inherit it
     return sock
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -18,7 +19,8 @@ import httpx
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-_READY = re.compile(r"objectd: serving \S+ on (http://\S+)")
+# Ready: serving, or (objectd dev, code that does not load) answering every request 500.
+_READY = re.compile(r"objectd: (?:serving \S+ on|every request to) (http://\S+)")
 
 
 class Server:
@@ -64,6 +66,8 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            # objectd dev serves from a child of its reloader: kill() ends the group.
+            start_new_session=self.mode == "dev",
             preexec_fn=(
                 (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
                 if nofile is not None
@@ -102,7 +106,10 @@ class Server:
 
     def kill(self) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
+            if self.mode == "dev":
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            elif self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait(10)
             self._close_output()

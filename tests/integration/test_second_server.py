@@ -54,7 +54,8 @@ def test_a_second_server_on_the_same_data_refuses(mode: str, tmp_path: Path) -> 
 def test_a_server_under_dev_is_named_by_its_serving_process(tmp_path: Path) -> None:
     """In ``objectd dev`` the serving process holds the lock (reloads hand it on)."""
     data = tmp_path / "data"
-    dev = Server(LEDGER_APP, data, mode="dev").start()
+    # uvicorn's "Started server process [pid]" names it; it is shown at debug only.
+    dev = Server(LEDGER_APP, data, "--log-level", "debug", mode="dev").start()
     try:
         started = re.search(r"Started server process \[(\d+)\]", dev.output)
         assert started is not None, dev.output

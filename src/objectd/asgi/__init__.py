@@ -2,8 +2,9 @@
 
 ``app`` holds :class:`ObjectdApp` (lifespan, HTTP requests, upgrades); ``websocket``
 the network side of a relayed WebSocket; ``host`` the Host header check; ``protocol``
-the HTTP/1.1 connection uvicorn runs (head size, header timeout, connection limit) and
-``limits`` the front's bounds with their defaults and how descriptors are shared.
+the HTTP/1.1 connection uvicorn runs (head size, header timeout, connection limit),
+``limits`` the front's bounds with their defaults and how descriptors are shared,
+``logs`` what the server prints and ``reload`` which saves restart ``objectd dev``.
 """
 
 from objectd.asgi.app import MAX_BODY_BYTES, ObjectdApp, app_from_environment

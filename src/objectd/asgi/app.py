@@ -3,9 +3,12 @@
 uvicorn serves it in ``objectd dev`` / ``objectd serve``, and it can be mounted in
 any ASGI server.  The project is loaded at lifespan startup, in the serving process
 (so ``objectd dev``'s reloader gets fresh code), and closed at shutdown: every
-committed write synced and every object file closed.  An exception the worker does
-not catch becomes ``500 Internal Server Error`` with ``Connection: close`` (as
-workerd answers) and a logged traceback.
+committed write synced and every object file closed.  A project that does not load
+fails the startup (``objectd serve`` exits), except with ``show_errors`` (``objectd
+dev``): then every request and upgrade is answered 500 at once with the error, until a
+save restarts the process.
+An exception the worker does not catch becomes ``500 Internal Server Error`` with
+``Connection: close`` (as workerd answers) and a logged traceback.
 
 A WebSocket upgrade is a request like any other: the worker answers it, and a 101
 response carrying the client end of a ``WebSocketPair`` is accepted on this same
@@ -29,6 +32,7 @@ from objectd.errors import DurableObjectError
 from objectd.fetch import Headers, Request
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
+from objectd.runtime.loader import describe_load_error
 from objectd.runtime.project import Project
 from objectd.runtime.relay import relay
 from objectd.runtime.settings import RuntimeSettings
@@ -94,7 +98,8 @@ class ObjectdApp:
         self.durability = durability
         self.environment = environment
         self.announce = announce
-        # A 500 answer carries the error report (``objectd dev``); never in production.
+        # Development (``objectd dev``), never production: a 500 answer carries the error
+        # report, and a project that does not load is answered 500 with its error.
         self.show_errors = show_errors
         self.settings = settings
         # Request-body bytes all requests in progress may buffer together (issue 9 §8),
@@ -103,10 +108,14 @@ class ObjectdApp:
         self._buffered = 0
         self.ws_send_buffer = ws_send_buffer  # bytes buffered per WebSocket peer, at most
         self.project: Project | None = None
+        # With show_errors: why the project did not load, answered to every request.
+        self.load_error: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
+        if self.load_error is not None and kind != "lifespan":
+            await self._answer_load_error(scope, receive, send)
+        elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -138,10 +147,24 @@ class ObjectdApp:
             if message["type"] == "lifespan.startup":
                 try:
                     project = await self.startup()
-                except Exception as exc:
-                    log.error("objectd: cannot load %s: %s", self.project_dir, exc)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
+                except (Exception, SystemExit) as exc:  # sys.exit() in the module, too
+                    report = describe_load_error(exc, self.project_dir)
+                    log.error("objectd: cannot load %s:\n%s", self.project_dir, report)
+                    if not self.show_errors:  # logged once: uvicorn is given no message to repeat
+                        await send({"type": "lifespan.startup.failed", "message": ""})
+                        return
+                    self.load_error = (
+                        f"objectd: cannot load {self.project_dir} (a save reloads it):\n\n"
+                        f"{report}\n"
+                    )
+                    if self.announce:
+                        print(
+                            f"objectd: every request to {self.announce} gets 500 with this "
+                            "error until a save fixes it",
+                            flush=True,
+                        )
+                    await send({"type": "lifespan.startup.complete"})
+                    continue
                 if self.announce:
                     print(f"objectd: serving {project.config.name} on {self.announce}", flush=True)
                 await send({"type": "lifespan.startup.complete"})
@@ -201,6 +224,16 @@ class ObjectdApp:
         finally:
             if reserved:
                 self._buffered -= reserved
+
+    async def _answer_load_error(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """show_errors with code that does not load: 500 with the error, at once (the body
+        is not read), for an upgrade as for any request."""
+        assert self.load_error is not None
+        body = self.load_error.encode()
+        if scope["type"] == "http":
+            await _send_plain(send, 500, body, _ERROR_HEADERS)
+        elif scope["type"] == "websocket" and (await receive())["type"] == "websocket.connect":
+            await _deny(scope, send, 500, body, _ERROR_HEADERS)
 
     def _reserve(self, size: int) -> bool:
         """Take ``size`` bytes of the process-wide body budget, if it has them.
@@ -362,9 +395,6 @@ async def _send_plain(
 def app_from_environment() -> ObjectdApp:
     """Factory used by ``objectd dev``'s reloader: settings come from OBJECTD_* variables."""
     env = os.environ
-    level = env.get("OBJECTD_LOG_LEVEL")
-    if level:  # the reloader serves from a fresh interpreter: its log needs the level too
-        logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
     idle = env.get("OBJECTD_IDLE_TIMEOUT")
     live = env.get("OBJECTD_MAX_LIVE_OBJECTS")
     changed: dict[str, Any] = {}

@@ -52,6 +52,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from objectd.asgi import logs
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import ByteBudget, FrontLimits
 
@@ -65,7 +66,8 @@ _REFUSAL_LOG_INTERVAL_S = 10.0
 
 class ServerConfig(uvicorn.Config):
     """uvicorn's configuration for objectd: :class:`HttpProtocol` with ``limits``, no
-    ``server`` header, and the keep-alive timeout of the limits.  It also carries the
+    ``server`` header, the keep-alive timeout of the limits, and objectd's log
+    (:mod:`objectd.asgi.logs`) in every process that serves.  It also carries the
     budget the WebSocket connections of the serving process share for incoming messages
     (a fresh one in ``objectd dev``'s serving process, which unpickles its own copy)."""
 
@@ -80,6 +82,10 @@ class ServerConfig(uvicorn.Config):
         )
         self.limits = limits
         self.ws_receive_budget = ByteBudget(limits.ws_receive_buffer_bytes)
+
+    def configure_logging(self) -> None:
+        super().configure_logging()
+        logs.configure(self.log_level or "info", access_log=self.access_log)
 
 
 class _Refusal(Exception):

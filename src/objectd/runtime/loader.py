@@ -4,18 +4,28 @@ Code written for Cloudflare Python Workers does ``from workers import DurableObj
 When no real ``workers`` package is installed, objectd registers its compatibility
 module (``objectd.runtime.compat``) under that name before importing user code, so
 such code runs unchanged.
+
+:func:`describe_load_error` says why a project did not load, pointing at the user's
+line: the file and line of a syntax error, and for an import error (or any exception
+while the module runs) the user's frames, the importing lines included, with the
+loader's and importlib's folded away.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 
 from objectd.errors import ConfigError
 
-__all__ = ["install_workers_compat", "load_module"]
+__all__ = ["describe_load_error", "install_workers_compat", "load_module"]
+
+# Installed packages, also those of a virtualenv inside the project: not the user's code.
+_PACKAGES = frozenset({"site-packages", "dist-packages"})
 
 
 def install_workers_compat() -> None:
@@ -54,3 +64,32 @@ def load_module(path: Path) -> ModuleType:
             sys.modules[name] = previous
         raise
     return module
+
+
+def describe_load_error(exc: BaseException, directory: Path) -> str:
+    """Why the project in ``directory`` did not load, as the user needs to read it.
+
+    A :class:`ConfigError` names its file already.  Otherwise the traceback is cut to
+    the frames of files in ``directory`` (not in a virtualenv there): ``worker.py``'s
+    ``import helper``, then the line of ``helper.py`` that failed.  With no such frame
+    (a syntax error names its own file and line) only the exception is shown, unless
+    it did not come from user code at all: then the whole traceback is.
+    """
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    root = directory.resolve()
+    mine = [frame for frame in frames if _is_user_file(frame.filename, root)]
+    lines = traceback.format_exception_only(exc)
+    if mine:
+        lines = ["Traceback (most recent call last):\n", *traceback.format_list(mine), *lines]
+    elif not isinstance(exc, SyntaxError):
+        lines = traceback.format_exception(exc)
+    return "".join(lines).rstrip("\n")
+
+
+def _is_user_file(filename: str, root: Path) -> bool:
+    if not os.path.isabs(filename):
+        return False  # "<frozen importlib._bootstrap>", "<string>"
+    path = Path(filename).resolve()
+    return path.is_relative_to(root) and not _PACKAGES.intersection(path.parts)

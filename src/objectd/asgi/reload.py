@@ -1,0 +1,87 @@
+"""``objectd dev``'s reloader (L3): which saves restart the serving process.
+
+uvicorn's own reloader watches every file under the project with no filter and
+filters afterwards, so each storage write in the data folder (``DIR/.objectd/`` or a
+``--data-dir`` inside DIR) was a change watchfiles logged; and its default exclude
+``.*`` wins over an include of ``.dev.vars*``, so editing the secrets never reloaded.
+Here the filter is given to watchfiles itself: only a change to a Python file, the
+wrangler file or ``.dev.vars`` (``.dev.vars.<env>``) is seen, and nothing inside the data
+folders, ``.git``, ``.venv``, ``__pycache__`` and the like (watchfiles' defaults).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from socket import socket
+
+from uvicorn.config import Config
+from uvicorn.supervisors.basereload import BaseReload
+from watchfiles import Change, DefaultFilter, watch
+
+__all__ = ["DevReload", "ProjectFilter"]
+
+log = logging.getLogger("objectd")
+
+_CONFIG_NAMES = frozenset({"wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars"})
+
+
+class ProjectFilter(DefaultFilter):
+    """The changes that reload: code, config and secrets, outside the data folders."""
+
+    def __init__(self, ignored: Iterable[Path]) -> None:
+        super().__init__()
+        # Compared with a separator, so that ``data/`` does not hide ``database.py``.
+        self._ignored = tuple(str(path.resolve()) for path in ignored)
+
+    def __call__(self, change: Change, path: str) -> bool:
+        if any(path == folder or path.startswith(folder + os.sep) for folder in self._ignored):
+            return False
+        name = os.path.basename(path)
+        wanted = name.endswith(".py") or name in _CONFIG_NAMES or name.startswith(".dev.vars.")
+        return wanted and super().__call__(change, path)
+
+
+class DevReload(BaseReload):
+    """uvicorn's reload loop, watching ``directory`` through a :class:`ProjectFilter`."""
+
+    def __init__(
+        self,
+        config: Config,
+        target: Callable[[list[socket] | None], None],
+        sockets: list[socket],
+        *,
+        directory: Path,
+        ignored: Iterable[Path],
+    ) -> None:
+        super().__init__(config, target, sockets)
+        self.reloader_name = "objectd"
+        self.directory = directory
+        self.watcher = watch(
+            directory,
+            watch_filter=ProjectFilter(ignored),
+            stop_event=self.should_exit,
+            yield_on_timeout=True,  # so that a stop is seen without a change
+            ignore_permission_denied=True,
+        )
+
+    def run(self) -> None:
+        self.startup()
+        for changes in self:
+            if changes:
+                log.info("objectd: %s changed: reloading", ", ".join(map(self._shown, changes)))
+                self.restart()
+        self.shutdown()
+
+    def should_restart(self) -> list[Path] | None:
+        self.pause()
+        changes = next(self.watcher)
+        return sorted({Path(path) for _, path in changes}) if changes else None
+
+    def _shown(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.directory))
+        except ValueError:
+            return str(path)
