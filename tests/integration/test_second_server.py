@@ -45,6 +45,7 @@ def test_a_second_server_on_the_same_data_refuses(mode: str, tmp_path: Path) -> 
         assert str(data) in output
         assert f"pid {first.proc.pid}" in output
         assert "objectd: serving" not in output
+        assert "Traceback" not in output  # one line that says it, not objectd's frames
         with first.client() as http:  # the first one serves on, untouched
             assert http.get("/inc/a").text == "2"
     finally:

@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from objectd.errors import ConfigError
+from objectd.errors import ConfigError, DataFolderInUseError
 
 __all__ = ["describe_load_error", "install_workers_compat", "load_module"]
 
@@ -69,13 +69,15 @@ def load_module(path: Path) -> ModuleType:
 def describe_load_error(exc: BaseException, directory: Path) -> str:
     """Why the project in ``directory`` did not load, as the user needs to read it.
 
-    A :class:`ConfigError` names its file already.  Otherwise the traceback is cut to
-    the frames of files in ``directory`` (not in a virtualenv there): ``worker.py``'s
-    ``import helper``, then the line of ``helper.py`` that failed.  With no such frame
+    A :class:`ConfigError` names its file already, and a :class:`DataFolderInUseError`
+    the folder and the server holding it: their message is the whole report.
+    Otherwise the traceback is cut to the frames of files in ``directory`` (not in a
+    virtualenv there): ``worker.py``'s ``import helper``, then the line of ``helper.py``
+    that failed.  With no such frame
     (a syntax error names its own file and line) only the exception is shown, unless
     it did not come from user code at all: then the whole traceback is.
     """
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError | DataFolderInUseError):
         return str(exc)
     frames = traceback.extract_tb(exc.__traceback__)
     root = directory.resolve()

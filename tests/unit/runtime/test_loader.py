@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from objectd.errors import ConfigError
+from objectd.errors import ConfigError, DataFolderInUseError
 from objectd.runtime.loader import describe_load_error, load_module
 
 
@@ -75,6 +75,16 @@ def test_installed_packages_inside_the_project_are_not_its_code(tmp_path: Path) 
 def test_a_config_error_is_its_message() -> None:
     error = ConfigError("/p/wrangler.toml:2:18: invalid TOML")
     assert describe_load_error(error, Path("/p")) == "/p/wrangler.toml:2:18: invalid TOML"
+
+
+def test_a_data_folder_in_use_is_its_message() -> None:
+    """Raised deep in Project.load, it names the folder and the pid: no frames to read."""
+    try:
+        raise DataFolderInUseError("/d/counter: this data folder is in use (pid 7)")
+    except DataFolderInUseError as exc:
+        error = exc
+    message = "/d/counter: this data folder is in use (pid 7)"
+    assert describe_load_error(error, Path("/p")) == message
 
 
 def test_an_error_outside_the_project_keeps_its_whole_traceback(tmp_path: Path) -> None:
