@@ -137,3 +137,21 @@ def test_serve_refuses_to_start_with_one_message(project: Path, tmp_path: Path) 
     assert output.count("SyntaxError") == 1, output
     assert f'{worker}", line' in output
     assert "objectd: serving" not in output and "Application startup failed" not in output
+
+
+@pytest.mark.parametrize("project", ["counter"], indirect=True)
+def test_dev_misspelt_table_is_refused_with_did_you_mean(project: Path, tmp_path: Path) -> None:
+    """issue 15 §5: ``[[durable_object.bindings]]`` was a warning, then every request failed
+    with "env has no binding"; now the start is refused, naming the key it resembles."""
+    config = project / "wrangler.toml"
+    good = config.read_text()
+    config.write_text(good.replace("[[durable_objects.bindings]]", "[[durable_object.bindings]]"))
+    server = _broken_dev(project, tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, timeout=_HTTP_TIMEOUT_S) as http:
+            response = http.get("/increment")
+        assert response.status_code == 500
+        assert "durable_object: unknown key; did you mean `durable_objects`?" in response.text
+        assert "has no binding" not in response.text + server.output
+    finally:
+        server.kill()
