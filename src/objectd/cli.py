@@ -69,6 +69,12 @@ class ByteSize(_IntParamType):
         return size
 
 
+def _check_host(_context: click.Context, _param: click.Parameter, host: str) -> str:
+    if host.startswith("[") and host.endswith("]"):  # as in a URL; bind() wants it bare
+        raise click.BadParameter(f"write an IPv6 address without brackets: {host[1:-1]}")
+    return host
+
+
 def _common(function: click.decorators.FC) -> click.decorators.FC:
     options = [
         click.argument(
@@ -76,8 +82,20 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             default=".",
             type=click.Path(exists=True, file_okay=False, path_type=Path),
         ),
-        click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
-        click.option("--port", default=8787, show_default=True, type=int, help="0: any free port."),
+        click.option(
+            "--host",
+            default="127.0.0.1",
+            show_default=True,
+            callback=_check_host,
+            help="Address to bind.",
+        ),
+        click.option(
+            "--port",
+            default=8787,
+            show_default=True,
+            type=click.IntRange(0, 65535),
+            help="0: any free port.",
+        ),
         click.option(
             "--data-dir",
             type=click.Path(file_okay=False, path_type=Path),
@@ -229,10 +247,13 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
     # For the serving process: 500s carry the error report (dev only).  Its log is set up
     # from the config it is handed (ServerConfig.configure_logging).
     os.environ.update(OBJECTD_SHOW_ERRORS="1")
-    _check_data_folder()
+    folder = _check_data_folder()
     server = uvicorn.Server(config)
-    # Storage writes are not changes: the data folders are not watched.
-    ignored = [directory / ".objectd", *([data_dir.resolve()] if data_dir else [])]
+    # Storage writes are not changes: the data folders are ignored, but never one that
+    # holds the code (a --data-dir naming the project or a folder above it): there the
+    # file names tell storage from code.
+    candidates = [directory / ".objectd", folder, data_dir.resolve() if data_dir else None]
+    ignored = [path for path in candidates if path and directory in path.resolve().parents]
     DevReload(config, server.run, [sock], directory=directory, ignored=ignored).run()
 
 
@@ -317,12 +338,13 @@ def _check_project(directory: Path) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _check_data_folder() -> None:
+def _check_data_folder() -> Path | None:
     """dev: refuse now if another server serves the data the serving process would load
-    (its OBJECTD_* settings say which); the reloader would wait on after it refused."""
+    (its OBJECTD_* settings say which); the reloader would wait on after it refused.
+    Returns that data folder, if the config loads."""
     env = os.environ
     try:
-        check_data_folder(
+        return check_data_folder(
             env["OBJECTD_PROJECT"],
             data_dir=env["OBJECTD_DATA_DIR"] or None,
             environment=env["OBJECTD_ENV"] or None,

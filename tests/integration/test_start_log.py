@@ -93,3 +93,30 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path, mode: str) -> None:
     assert len(errors) == 1, done.stderr
     assert f"port {port}" in errors[0] and "--port 0" in errors[0], errors
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--port", "70000"), "70000 is not in the range 0<=x<=65535"),
+        (("--port", "-1"), "-1 is not in the range 0<=x<=65535"),
+        (("--host", "[::1]", "--port", "0"), "write an IPv6 address without brackets: ::1"),
+    ],
+)
+def test_bad_listen_options_are_one_clear_line(
+    tmp_path: Path, options: tuple[str, ...], message: str
+) -> None:
+    """A port out of range ended in a traceback (``OverflowError``); ``--host [::1]`` in
+    ``cannot listen on http://[[::1]]:0: Name or service not known``."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "objectd", "serve", str(EXAMPLES / "counter")),
+            *(*options, "--data-dir", str(tmp_path / "data")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

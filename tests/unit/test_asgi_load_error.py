@@ -88,3 +88,17 @@ def test_dev_answers_an_upgrade_with_the_load_error(tmp_path: Path) -> None:
     start, body = _call(app, scope, {"type": "websocket.connect"})
     assert start["type"] == "websocket.http.response.start" and start["status"] == 500
     assert "SyntaxError: " in body["body"].decode()
+
+
+@pytest.mark.parametrize("statement", ["raise SystemExit(3)", "raise KeyboardInterrupt"])
+def test_dev_answers_a_module_that_exits(tmp_path: Path, statement: str) -> None:
+    """``sys.exit()`` or ``KeyboardInterrupt`` raised while the module runs is a load error
+    like any other: the serving process lives on (a KeyboardInterrupt left it defunct, and
+    every request hung until a save)."""
+    root = _broken_project(tmp_path)
+    (root / "worker.py").write_text(f"{statement}\n")
+    app = ObjectdApp(root, data_dir=tmp_path / "data", show_errors=True)
+    assert _lifespan(app)[0] == {"type": "lifespan.startup.complete"}
+    start, body = _call(app, {"type": "http", "method": "GET", "path": "/", "headers": []})
+    assert start["status"] == 500
+    assert statement.split()[1].split("(")[0] in body["body"].decode()

@@ -147,7 +147,7 @@ class ObjectdApp:
             if message["type"] == "lifespan.startup":
                 try:
                     project = await self.startup()
-                except (Exception, SystemExit) as exc:  # sys.exit() in the module, too
+                except (Exception, SystemExit, KeyboardInterrupt) as exc:  # raised by the module
                     report = describe_load_error(exc, self.project_dir)
                     log.error("objectd: cannot load %s:\n%s", self.project_dir, report)
                     if not self.show_errors:  # logged once: uvicorn is given no message to repeat

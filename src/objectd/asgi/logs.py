@@ -90,4 +90,5 @@ def configure(log_level: str | int, *, access_log: bool) -> None:
     for old in [f for f in uvicorn_log.filters if isinstance(f, _UvicornFilter)]:
         uvicorn_log.removeFilter(old)
     uvicorn_log.addFilter(_UvicornFilter(debug=debug, access_log=access_log))
-    logging.getLogger("watchfiles").setLevel(level if debug else logging.WARNING)
+    # At debug its change counts, never its "all changes filtered out" for each storage write.
+    logging.getLogger("watchfiles").setLevel(logging.INFO if debug else logging.WARNING)

@@ -5,8 +5,11 @@ filters afterwards, so each storage write in the data folder (``DIR/.objectd/`` 
 ``--data-dir`` inside DIR) was a change watchfiles logged; and its default exclude
 ``.*`` wins over an include of ``.dev.vars*``, so editing the secrets never reloaded.
 Here the filter is given to watchfiles itself: only a change to a Python file, the
-wrangler file or ``.dev.vars`` (``.dev.vars.<env>``) is seen, and nothing inside the data
-folders, ``.git``, ``.venv``, ``__pycache__`` and the like (watchfiles' defaults).
+wrangler file or ``.dev.vars`` (``.dev.vars.<env>``), or a folder of Python files moved
+in or away, reloads; nothing inside the data folders, ``.git``, ``.venv``, ``__pycache__``
+and the like (watchfiles' defaults) does.  watchfiles still sees the data folders' files
+(it watches the whole tree) but they never pass the filter, and its per-batch log lines
+are kept out of the log (:mod:`objectd.asgi.logs`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ __all__ = ["DevReload", "ProjectFilter"]
 
 log = logging.getLogger("objectd")
 
+# A new folder is read this far to see whether it holds code.
+_FOLDER_SCAN_ENTRIES = 1000
 _CONFIG_NAMES = frozenset({"wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars"})
 
 
@@ -40,8 +45,35 @@ class ProjectFilter(DefaultFilter):
         if any(path == folder or path.startswith(folder + os.sep) for folder in self._ignored):
             return False
         name = os.path.basename(path)
-        wanted = name.endswith(".py") or name in _CONFIG_NAMES or name.startswith(".dev.vars.")
+        wanted = (
+            name.endswith(".py")
+            or name in _CONFIG_NAMES
+            or name.startswith(".dev.vars.")
+            or _maybe_package(change, path, name)
+        )
         return wanted and super().__call__(change, path)
+
+
+def _maybe_package(change: Change, path: str, name: str) -> bool:
+    """A folder of Python files moved or copied in, or moved away: its own event is the one
+    sure to come (files copied into a new folder can land before it is watched).  Asked
+    when watchfiles yields the batch, after the copy.  A deleted path cannot be asked what
+    it was: a name without a suffix may have been a package."""
+    if change == Change.added:
+        return os.path.isdir(path) and _holds_python(path)
+    return change == Change.deleted and "." not in name
+
+
+def _holds_python(folder: str, *, budget: int = _FOLDER_SCAN_ENTRIES) -> bool:
+    """Whether ``folder`` holds a ``.py`` file, looking at ``budget`` entries at most (a
+    huge folder of other files is not read to its end)."""
+    for _, _, files in os.walk(folder):
+        if any(name.endswith(".py") for name in files):
+            return True
+        budget -= len(files) + 1
+        if budget <= 0:
+            return False
+    return False
 
 
 class DevReload(BaseReload):

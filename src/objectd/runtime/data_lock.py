@@ -127,8 +127,9 @@ def _read_pid(fd: int) -> int | None:
 
 def check_data_folder(
     project_dir: str | Path, *, data_dir: str | Path | None = None, environment: str | None = None
-) -> None:
-    """Raise :class:`DataFolderInUseError` if a server already serves this project's data.
+) -> Path | None:
+    """Raise :class:`DataFolderInUseError` if a server already serves this project's data;
+    else return that data folder (``None`` if the config does not load).
 
     For ``objectd dev``, whose serving process is restarted by a reloader that would
     otherwise keep waiting after that process refused to start.  The lock is taken and
@@ -140,9 +141,10 @@ def check_data_folder(
     try:
         config = load_project(project_dir, env=environment)
     except ConfigError:
-        return
+        return None
     finally:
         quiet.disabled = was_disabled
-    lock = DataFolderLock(data_root(config, data_dir) / config.name)
-    with lock:
+    folder = data_root(config, data_dir) / config.name
+    with DataFolderLock(folder):
         pass
+    return folder
