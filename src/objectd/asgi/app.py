@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ _ERROR_HEADERS = [
     (b"connection", b"close"),
 ]
 _BUSY_HEADERS = [*_ERROR_HEADERS, (b"retry-after", b"1")]
+# objectd dev: this path runs the worker's scheduled() now (wrangler dev --test-scheduled).
+TEST_SCHEDULED_PATH = "/__scheduled"
 
 
 class ObjectdApp:
@@ -91,6 +94,7 @@ class ObjectdApp:
         body_buffer_bytes: int = FrontLimits().body_buffer_bytes,
         ws_send_buffer: int = DEFAULT_SEND_BUFFER,
         secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
+        test_scheduled: bool = False,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.secrets = secrets
@@ -107,6 +111,8 @@ class ObjectdApp:
         self.body_buffer_bytes = body_buffer_bytes
         self._buffered = 0
         self.ws_send_buffer = ws_send_buffer  # bytes buffered per WebSocket peer, at most
+        # Development only: TEST_SCHEDULED_PATH runs scheduled() instead of reaching the worker.
+        self.test_scheduled = test_scheduled
         self.project: Project | None = None
         # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
@@ -116,7 +122,10 @@ class ObjectdApp:
         if self.load_error is not None and kind != "lifespan":
             await self._answer_load_error(scope, receive, send)
         elif kind == "http":
-            await self._http(scope, receive, send)
+            if self.test_scheduled and scope["path"] == TEST_SCHEDULED_PATH:
+                await self._run_scheduled(scope, send)
+            else:
+                await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -224,6 +233,24 @@ class ObjectdApp:
         finally:
             if reserved:
                 self._buffered -= reserved
+
+    async def _run_scheduled(self, scope: Scope, send: Send) -> None:
+        """``/__scheduled?cron=<expr>[&time=<ms>]``: run scheduled() now; the cron is passed
+        as given, as wrangler does (``+`` for the spaces)."""
+        project = self.project or await self.startup()
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        cron = query.get("cron", [""])[0]
+        time = query.get("time", [""])[0]
+        if time and not time.isdigit():
+            body = f"Bad Request: time={time!r}: expected milliseconds since the epoch\n"
+            await _send_plain(send, 400, body.encode(), _ERROR_HEADERS)
+            return
+        try:
+            await project.scheduled(cron, int(time) if time else None)
+        except Exception as exc:
+            await _send_plain(send, 500, self._uncaught(exc), _ERROR_HEADERS)
+            return
+        await _send_plain(send, 200, b"Ran scheduled event", [_ERROR_HEADERS[0]])
 
     async def _answer_load_error(self, scope: Scope, receive: Receive, send: Send) -> None:
         """show_errors with code that does not load: 500 with the error, at once (the body
@@ -404,9 +431,10 @@ def app_from_environment() -> ObjectdApp:
         changed["max_live_objects"] = int(live)
     buffer = env.get("OBJECTD_BODY_BUFFER")
     send_buffer = env.get("OBJECTD_WS_SEND_BUFFER")
+    development = env.get("OBJECTD_SHOW_ERRORS") == "1"
     return ObjectdApp(
         env["OBJECTD_PROJECT"],
-        show_errors=env.get("OBJECTD_SHOW_ERRORS") == "1",
+        show_errors=development,
         data_dir=env.get("OBJECTD_DATA_DIR") or None,
         durability=Durability(env.get("OBJECTD_DURABILITY", "fsync")),
         environment=env.get("OBJECTD_ENV") or None,
@@ -414,6 +442,7 @@ def app_from_environment() -> ObjectdApp:
         settings=RuntimeSettings(**changed) if changed else None,
         body_buffer_bytes=int(buffer) if buffer else FrontLimits().body_buffer_bytes,
         ws_send_buffer=int(send_buffer) if send_buffer else DEFAULT_SEND_BUFFER,
+        test_scheduled=development,
     )
 
 
