@@ -309,6 +309,12 @@ class Project:
                 raise
             raise failure from exc
 
+    def retire(self, error: BaseException) -> None:
+        """Reset every object with ``error`` and fail every later call into one with it:
+        this process's code is outdated (``objectd dev`` reloads, checklist 152)."""
+        for object_class in self.classes.values():
+            object_class.retire(error)
+
     def _wait_until(self, awaitable: Any) -> None:
         task = asyncio.get_running_loop().create_task(self._run_background(awaitable))
         self._background.add(task)
