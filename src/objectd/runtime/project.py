@@ -116,12 +116,6 @@ class Project:
         self.lifecycle = lifecycle
         self._entry = _find_entrypoint(module, config)
         self._scheduled = find_scheduled(module)
-        if config.crons and self._scheduled is None:
-            raise ConfigError(
-                f"{config.config_path}: triggers.crons: the worker has no scheduled handler; "
-                "define `async def scheduled(self, controller, env, ctx)` on "
-                "`class Default(WorkerEntrypoint)`"
-            )
         # Runs scheduled() on the cron triggers' minutes; None without triggers.
         self.crons: CronScheduler | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -190,6 +184,12 @@ class Project:
         lifecycle = Lifecycle(settings)
         root = data_lock.data_root(config, data_dir)
         module = load_module(config.main)
+        if config.crons and find_scheduled(module) is None:  # refused before any migration
+            raise ConfigError(
+                f"{config.config_path}: triggers.crons: the worker has no scheduled handler; "
+                "define `async def scheduled(self, controller, env, ctx)` on "
+                "`class Default(WorkerEntrypoint)`"
+            )
         exported = {name: value for name, value in vars(module).items() if isinstance(value, type)}
         if locks is not None:
             locks.append(data_lock.DataFolderLock(root / config.name))

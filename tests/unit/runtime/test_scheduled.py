@@ -188,10 +188,13 @@ def test_a_raising_scheduled_is_logged_and_the_next_minute_runs(
     assert 'worker.py", line' in errors[0] and "RuntimeError: the first cleanup failed" in errors[0]
 
 
-def test_crons_without_a_scheduled_handler_are_refused(tmp_path: Path) -> None:
+def test_crons_without_a_scheduled_handler_are_refused_changing_nothing(
+    tmp_path: Path,
+) -> None:
     root = write_project(tmp_path, "")
     with pytest.raises(ConfigError, match=r"wrangler.toml: triggers.crons: the worker has no"):
         Project.load(root)
+    assert not (root / ".objectd").exists()  # no migration applied, no data folder made
 
 
 def test_scheduled_without_a_handler_fails_as_workerd_says(tmp_path: Path) -> None:
