@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 
 import json5
 
+from objectd.cron import CronExpression
 from objectd.errors import ConfigError, MigrationError
 
 __all__ = [
@@ -56,7 +57,7 @@ SECRET_PREFIX = "OBJECTD_SECRET_"
 # The keys objectd reads, at the top level and in an [env.<name>] section.
 _READ_KEYS = frozenset({
     "name", "main", "compatibility_date", "compatibility_flags", "durable_objects",
-    "migrations", "vars", "limits",
+    "migrations", "vars", "limits", "triggers",
 })  # fmt: skip
 # "$schema" is editor metadata that `wrangler init` writes into JSON files;
 # warning about it would only be noise.
@@ -73,7 +74,7 @@ _IGNORED_KEYS = frozenset({
     "pipelines", "placement", "preserve_file_names", "preview_urls", "python_modules", "queues",
     "r2_buckets", "ratelimits", "route", "routes", "rules", "secrets", "secrets_store_secrets",
     "send_email", "send_metrics", "services", "site", "streaming_tail_consumers",
-    "tail_consumers", "text_blobs", "triggers", "tsconfig", "unsafe", "unsafe_hello_world",
+    "tail_consumers", "text_blobs", "tsconfig", "unsafe", "unsafe_hello_world",
     "upload_source_maps", "usage_model", "vectorize", "version_metadata", "vpc_networks",
     "vpc_services", "wasm_modules", "worker_loaders", "workers_dev", "workflows", "zone_id"
 })  # fmt: skip
@@ -152,6 +153,8 @@ class ProjectConfig:
     limits: Limits
     environment: str | None
     warnings: tuple[str, ...]  # every warning logged while loading
+    # ``triggers.crons``: each checked with objectd.cron; the scheduled() handler's runs.
+    crons: tuple[str, ...] = ()
 
 
 def find_config(directory: Path) -> Path:
@@ -239,6 +242,7 @@ def load_project(
         limits=_limits(loader, *setting("limits")),
         environment=env,
         warnings=tuple(loader.warnings),
+        crons=_crons(loader, *setting("triggers")),
     )
 
 
@@ -462,6 +466,24 @@ def _limits(loader: _Loader, value: Any, key: str) -> Limits:
             f"{key}.cpu_ms", f"expected an integer from 1 to {_MAX_CPU_MS}, got {_show(cpu_ms)}"
         )
     return Limits(cpu_ms=cpu_ms)
+
+
+def _crons(loader: _Loader, value: Any, key: str) -> tuple[str, ...]:
+    """``triggers.crons``: Cloudflare's cron expressions, each refused here if it cannot run."""
+    if value is None:
+        return ()
+    table = loader.table(value, key)
+    loader.check_keys(table, key, frozenset({"crons"}))
+    crons = loader.strings(table.get("crons"), f"{key}.crons")
+    for index, text in enumerate(crons):
+        at = f"{key}.crons[{index}]"
+        if text in crons[:index]:
+            loader.fail(at, f"duplicate cron expression {text!r}")
+        try:
+            CronExpression(text)
+        except ValueError as exc:
+            loader.fail(at, f"invalid cron expression {text!r}: {exc}")
+    return crons
 
 
 _JSON_VALUE = "a JSON value (string, number, boolean, array, table/object or null)"

@@ -854,3 +854,76 @@ def test_passed_secret_named_like_a_binding_is_refused(project: Path) -> None:
     write(project, "wrangler.toml", BASE_TOML + BINDING)
     with pytest.raises(ConfigError, match="OBJECTD_SECRET_COUNTER: secret 'COUNTER' is named"):
         load_project(project, secrets={"COUNTER": "x"})
+
+
+# --- triggers.crons (issue 10 §3) --------------------------------------------------------
+
+
+def test_triggers_crons_are_read_from_each_format(project: Path) -> None:
+    write(
+        project,
+        "wrangler.toml",
+        BASE_TOML + '[triggers]\ncrons = ["*/5 * * * *", "0 17 * * sun"]\n',
+    )
+    config = load_project(project)
+    assert config.crons == ("*/5 * * * *", "0 17 * * sun")
+    assert not any("triggers" in warning for warning in config.warnings)
+    (project / "wrangler.toml").unlink()
+    write(
+        project,
+        "wrangler.jsonc",
+        '{"name": "app", "main": "src/entry.py", // cron\n "triggers": {"crons": ["0 0 L * *",]}}',
+    )
+    assert load_project(project).crons == ("0 0 L * *",)
+
+
+def test_triggers_are_inherited_by_environments_unless_they_set_their_own(project: Path) -> None:
+    write(
+        project,
+        "wrangler.toml",
+        BASE_TOML + '[triggers]\ncrons = ["0 * * * *"]\n'
+        "[env.staging]\n[env.quiet]\ntriggers = { crons = [] }\n",
+    )
+    assert load_project(project, env="staging").crons == ("0 * * * *",)
+    assert load_project(project, env="quiet").crons == ()
+    assert load_project(project).crons == ("0 * * * *",)
+
+
+@pytest.mark.parametrize(
+    ("triggers", "problem"),
+    [
+        (
+            '{ crons = ["*/5 * * * *", "0 0 * * 0"] }',
+            "triggers.crons[1]: invalid cron expression '0 0 * * 0': day of week '0': "
+            "expected 1-7 (1 = Sunday) or SUN-SAT",
+        ),
+        (
+            '{ crons = ["61 * * * *"] }',
+            "triggers.crons[0]: invalid cron expression '61 * * * *': invalid minute",
+        ),
+        (
+            '{ crons = ["* * * *"] }',
+            "triggers.crons[0]: invalid cron expression '* * * *': expected 5 fields",
+        ),
+        ('{ crons = ["0 * * * *", "0 * * * *"] }', "triggers.crons[1]: duplicate cron"),
+        ('{ crons = "0 * * * *" }', 'triggers.crons: expected an array, got "0 * * * *"'),
+        ("{ crons = [5] }", "triggers.crons[0]: expected a non-empty string, got 5"),
+    ],
+)
+def test_bad_cron_triggers_are_refused_with_file_key_and_string(
+    project: Path, triggers: str, problem: str
+) -> None:
+    path, message = load_error(project, "wrangler.toml", BASE_TOML + f"triggers = {triggers}\n")
+    assert message.startswith(f"{path}: {problem}"), message
+
+
+def test_bad_cron_in_an_environment_names_its_key(project: Path) -> None:
+    path, message = load_error(
+        project,
+        "wrangler.toml",
+        BASE_TOML + '[env.prod]\ntriggers = { crons = ["0 0 15W * *"] }\n',
+        env="prod",
+    )
+    assert message.startswith(f"{path}: env.prod.triggers.crons[0]: invalid cron expression"), (
+        message
+    )

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
+from objectd.asgi.reload import expect_code_updates, on_code_update
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
-from objectd.errors import DurableObjectError
+from objectd.errors import DurableObjectError, ObjectResetError
 from objectd.fetch import Headers, Request
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
@@ -73,6 +75,10 @@ _ERROR_HEADERS = [
     (b"connection", b"close"),
 ]
 _BUSY_HEADERS = [*_ERROR_HEADERS, (b"retry-after", b"1")]
+# objectd dev: this path runs the worker's scheduled() now (wrangler dev --test-scheduled).
+TEST_SCHEDULED_PATH = "/__scheduled"
+# What callers into objects see when objectd dev reloads (spec §12, checklist 152).
+CODE_UPDATED_MESSAGE = "Durable Object reset because its code was updated."
 
 
 class ObjectdApp:
@@ -91,6 +97,8 @@ class ObjectdApp:
         body_buffer_bytes: int = FrontLimits().body_buffer_bytes,
         ws_send_buffer: int = DEFAULT_SEND_BUFFER,
         secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
+        test_scheduled: bool = False,
+        code_reloads: bool = False,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.secrets = secrets
@@ -107,6 +115,10 @@ class ObjectdApp:
         self.body_buffer_bytes = body_buffer_bytes
         self._buffered = 0
         self.ws_send_buffer = ws_send_buffer  # bytes buffered per WebSocket peer, at most
+        # Development only: TEST_SCHEDULED_PATH runs scheduled() instead of reaching the
+        # worker; a code update from objectd dev's reloader resets every object.
+        self.test_scheduled = test_scheduled
+        self.code_reloads = code_reloads
         self.project: Project | None = None
         # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
@@ -116,7 +128,10 @@ class ObjectdApp:
         if self.load_error is not None and kind != "lifespan":
             await self._answer_load_error(scope, receive, send)
         elif kind == "http":
-            await self._http(scope, receive, send)
+            if self.test_scheduled and scope["path"] == TEST_SCHEDULED_PATH:
+                await self._run_scheduled(scope, send)
+            else:
+                await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -165,6 +180,8 @@ class ObjectdApp:
                         )
                     await send({"type": "lifespan.startup.complete"})
                     continue
+                if self.code_reloads:
+                    on_code_update(self._code_updated)
                 if self.announce:
                     print(f"objectd: serving {project.config.name} on {self.announce}", flush=True)
                 await send({"type": "lifespan.startup.complete"})
@@ -224,6 +241,30 @@ class ObjectdApp:
         finally:
             if reserved:
                 self._buffered -= reserved
+
+    async def _run_scheduled(self, scope: Scope, send: Send) -> None:
+        """``/__scheduled?cron=<expr>[&time=<ms>]``: run scheduled() now; the cron is passed
+        as given, as wrangler does (``+`` for the spaces)."""
+        project = self.project or await self.startup()
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        cron = query.get("cron", [""])[0]
+        time = query.get("time", [""])[0]
+        if time and not time.isdigit():
+            body = f"Bad Request: time={time!r}: expected milliseconds since the epoch\n"
+            await _send_plain(send, 400, body.encode(), _ERROR_HEADERS)
+            return
+        try:
+            await project.scheduled(cron, int(time) if time else None)
+        except Exception as exc:
+            await _send_plain(send, 500, self._uncaught(exc), _ERROR_HEADERS)
+            return
+        await _send_plain(send, 200, b"Ran scheduled event", [_ERROR_HEADERS[0]])
+
+    def _code_updated(self) -> None:
+        """objectd dev is restarting on new code: reset every object (checklist 152)."""
+        if self.project is not None:
+            log.info("objectd: code updated: resetting every object")
+            self.project.retire(ObjectResetError(CODE_UPDATED_MESSAGE, retryable=True))
 
     async def _answer_load_error(self, scope: Scope, receive: Receive, send: Send) -> None:
         """show_errors with code that does not load: 500 with the error, at once (the body
@@ -404,9 +445,12 @@ def app_from_environment() -> ObjectdApp:
         changed["max_live_objects"] = int(live)
     buffer = env.get("OBJECTD_BODY_BUFFER")
     send_buffer = env.get("OBJECTD_WS_SEND_BUFFER")
+    development = env.get("OBJECTD_SHOW_ERRORS") == "1"
+    if development:
+        expect_code_updates()
     return ObjectdApp(
         env["OBJECTD_PROJECT"],
-        show_errors=env.get("OBJECTD_SHOW_ERRORS") == "1",
+        show_errors=development,
         data_dir=env.get("OBJECTD_DATA_DIR") or None,
         durability=Durability(env.get("OBJECTD_DURABILITY", "fsync")),
         environment=env.get("OBJECTD_ENV") or None,
@@ -414,6 +458,8 @@ def app_from_environment() -> ObjectdApp:
         settings=RuntimeSettings(**changed) if changed else None,
         body_buffer_bytes=int(buffer) if buffer else FrontLimits().body_buffer_bytes,
         ws_send_buffer=int(send_buffer) if send_buffer else DEFAULT_SEND_BUFFER,
+        test_scheduled=development,
+        code_reloads=development,
     )
 
 

@@ -10,12 +10,21 @@ in or away, reloads; nothing inside the data folders, ``.git``, ``.venv``, ``__p
 and the like (watchfiles' defaults) does.  watchfiles still sees the data folders' files
 (it watches the whole tree) but they never pass the filter, and its per-batch log lines
 are kept out of the log (:mod:`objectd.asgi.logs`).
+
+A restart is a code update (spec §9, checklist 152): before uvicorn's SIGTERM, the
+reloader sends the serving process :data:`CODE_UPDATED`, on which the app resets every
+object, so that calls in flight into objects fail with "Durable Object reset because its
+code was updated." (retryable) instead of running on in the old code.  Stopping
+``objectd dev`` sends only SIGTERM: in-flight work then finishes, as on any shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from socket import socket
@@ -24,12 +33,15 @@ from uvicorn.config import Config
 from uvicorn.supervisors.basereload import BaseReload
 from watchfiles import Change, DefaultFilter, watch
 
-__all__ = ["DevReload", "ProjectFilter"]
+__all__ = ["CODE_UPDATED", "DevReload", "ProjectFilter", "expect_code_updates", "on_code_update"]
 
 log = logging.getLogger("objectd")
 
 # A new folder is read this far to see whether it holds code.
 _FOLDER_SCAN_ENTRIES = 1000
+# The reloader's word to the serving process that its code changed (None on Windows,
+# where uvicorn restarts with CTRL_C_EVENT and nothing is told first).
+CODE_UPDATED: int | None = getattr(signal, "SIGUSR1", None)
 _CONFIG_NAMES = frozenset({"wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars"})
 
 
@@ -107,6 +119,12 @@ class DevReload(BaseReload):
                 self.restart()
         self.shutdown()
 
+    def restart(self) -> None:
+        if CODE_UPDATED is not None and self.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, CODE_UPDATED)
+        super().restart()
+
     def should_restart(self) -> list[Path] | None:
         self.pause()
         changes = next(self.watcher)
@@ -117,3 +135,16 @@ class DevReload(BaseReload):
             return str(path.relative_to(self.directory))
         except ValueError:
             return str(path)
+
+
+def expect_code_updates() -> None:
+    """In the serving process, as early as it can: a :data:`CODE_UPDATED` that comes before
+    :func:`on_code_update` is ignored (nothing runs yet), rather than ending the process."""
+    if CODE_UPDATED is not None:
+        signal.signal(CODE_UPDATED, signal.SIG_IGN)
+
+
+def on_code_update(callback: Callable[[], None]) -> None:
+    """Call ``callback`` on the running loop when the reloader says the code changed."""
+    if CODE_UPDATED is not None:
+        asyncio.get_running_loop().add_signal_handler(CODE_UPDATED, callback)

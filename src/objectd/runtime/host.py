@@ -109,6 +109,7 @@ class ObjectHost:
         if self._queued >= self.settings.max_queued_events:
             raise OverloadedError("Durable Object is overloaded. Too many requests queued.")
         event = _Event()
+        event.reset_error = self.object_class.retired  # fails when it starts, if set
         task = asyncio.get_running_loop().create_task(self._run_event(event, call, after))
         event.task = task
         self._events.add(event)  # registered before it starts, so a reset reaches it

@@ -26,6 +26,7 @@ from objectd.ids import IdMinter
 from objectd.runtime import data_lock
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
+from objectd.runtime.crons import CronScheduler
 from objectd.runtime.exits import describe, from_signal, stray_cancel_error, worker_exit_error
 from objectd.runtime.host import CPU_LIMIT_MESSAGE
 from objectd.runtime.lifecycle import Lifecycle
@@ -40,6 +41,7 @@ from objectd.runtime.objects import (
 )
 from objectd.runtime.outbound import close_client
 from objectd.runtime.registry import ObjectClass
+from objectd.runtime.scheduled import ScheduledController, find_scheduled
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.user_code import UserCode
 from objectd.runtime.user_tasks import install_task_guard, stuck_in
@@ -113,6 +115,9 @@ class Project:
         self.settings = settings
         self.lifecycle = lifecycle
         self._entry = _find_entrypoint(module, config)
+        self._scheduled = find_scheduled(module)
+        # Runs scheduled() on the cron triggers' minutes; None without triggers.
+        self.crons: CronScheduler | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._services: list[asyncio.Task[Any]] = []
         self.folder_lock: data_lock.DataFolderLock | None = None  # held until close()
@@ -179,6 +184,12 @@ class Project:
         lifecycle = Lifecycle(settings)
         root = data_lock.data_root(config, data_dir)
         module = load_module(config.main)
+        if config.crons and find_scheduled(module) is None:  # refused before any migration
+            raise ConfigError(
+                f"{config.config_path}: triggers.crons: the worker has no scheduled handler; "
+                "define `async def scheduled(self, controller, env, ctx)` on "
+                "`class Default(WorkerEntrypoint)`"
+            )
         exported = {name: value for name, value in vars(module).items() if isinstance(value, type)}
         if locks is not None:
             locks.append(data_lock.DataFolderLock(root / config.name))
@@ -241,6 +252,9 @@ class Project:
         self._watchdog.start()
         if self.alarms is not None:
             self.alarms.start()
+        if self.config.crons:
+            self.crons = CronScheduler(self.config.crons, self.scheduled, self.settings.clock)
+            self.crons.start()
         if self.spares is not None:
             spares = self.spares
 
@@ -273,6 +287,34 @@ class Project:
             )
         return response
 
+    async def scheduled(self, cron: str, scheduled_time: int | None = None) -> None:
+        """Run the worker's ``scheduled`` handler once for ``cron`` (a cron trigger's
+        minute, or now), failing as :meth:`fetch` fails."""
+        if self._scheduled is None:
+            raise TypeError("Handler does not export a scheduled() function.")
+        if scheduled_time is None:
+            scheduled_time = int(self.settings.clock.now() * 1000)
+        controller = ScheduledController(cron, scheduled_time)
+        try:
+            await self._scheduled(controller, self.env, ExecutionContext(self._wait_until))
+        except CpuLimitExceeded:
+            raise RuntimeError(CPU_LIMIT_MESSAGE) from None
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if from_signal(exc):
+                raise
+            raise worker_exit_error(exc) from exc
+        except asyncio.CancelledError as exc:
+            failure = stray_cancel_error(exc)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    def retire(self, error: BaseException) -> None:
+        """Reset every object with ``error`` and fail every later call into one with it:
+        this process's code is outdated (``objectd dev`` reloads, checklist 152)."""
+        for object_class in self.classes.values():
+            object_class.retire(error)
+
     def _wait_until(self, awaitable: Any) -> None:
         task = asyncio.get_running_loop().create_task(self._run_background(awaitable))
         self._background.add(task)
@@ -300,6 +342,8 @@ class Project:
 
         The CPU watchdog runs until the end: handlers still run while work finishes.
         """
+        if self.crons is not None:  # no new scheduled() runs; those running may finish
+            await self.crons.stop(BACKGROUND_GRACE_S)
         if self.alarms is not None:
             await self.alarms.stop()  # no new alarm() runs while objects close
         for task in self._services:

@@ -40,6 +40,8 @@ class ObjectClass:
     # Files of evicted objects being closed in a worker thread (a close checkpoints the
     # WAL and syncs): the next activation of the same id waits for its close.
     closing: dict[DurableObjectId, asyncio.Future[None]] = field(default_factory=dict)
+    # Set by retire(): every event, in flight or new, fails with it (see ObjectHost.submit).
+    retired: BaseException | None = None
 
     def host(self, object_id: DurableObjectId) -> ObjectHost:
         """The host of ``object_id`` in this process (one instance per id)."""
@@ -57,6 +59,14 @@ class ObjectClass:
         if not self.directory.is_dir():
             return []
         return sorted(p.name.removesuffix(".sqlite") for p in self.directory.glob("*.sqlite"))
+
+    def retire(self, error: BaseException) -> None:
+        """This process serves the class no more (its code was updated, checklist 152):
+        reset every object with ``error``, and fail every later call with it too, since
+        only the new process has the new code."""
+        self.retired = error
+        for host in list(self.hosts.values()):
+            host.reset(error)
 
     async def close(self) -> None:
         if self.closing:
