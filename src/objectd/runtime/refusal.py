@@ -8,6 +8,10 @@ called, as before, but hand a refusal back as :class:`Refused` instead of raisin
 ``storage.put()`` left unawaited does not stop the code after it.  A refused call
 writes and sends nothing: every check runs before the first write or delivery.
 
+Only objectd's own errors (the ``DurableObjectError`` tree) are refused this way; the
+CPU limit (``CpuLimitExceeded``, a BaseException) still stops a stuck handler at the
+call itself, where nothing is half-done.
+
 Good calls never pass through here (their awaitables are built as before), so the
 refusal costs nothing on the hot path.
 
