@@ -307,6 +307,13 @@ def test_stub_fetch_bad_request_refused_on_await(tmp_path: Path) -> None:
         with pytest.raises(TypeError, match="bogus"):
             await unknown_init
         assert await (await good).text() == "ok"
+        refused, answered = await asyncio.gather(
+            stub.fetch("http://o/", method="NOT A METHOD"),
+            stub.fetch("http://o/", method="POST"),
+            return_exceptions=True,
+        )
+        assert isinstance(refused, DurableObjectTypeError)
+        assert await answered.text() == "ok"
 
     with_stub(tmp_path, body)
-    assert received == [("fetch", "GET")]
+    assert received == [("fetch", "GET"), ("fetch", "POST")]
