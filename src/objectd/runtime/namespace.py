@@ -3,8 +3,12 @@
 A stub call is delivered the moment it is made: ``stub.fetch(...)`` and
 ``stub.method(...)`` submit the event synchronously and return an awaitable, so
 calls through one stub arrive in call order even when they are awaited later or
-together.  Arguments and results cross through the value codec (a deep copy, and
-the same refusals as storage).  A call made from inside an object waits for that
+together.  A call whose arguments are refused (a value the codec cannot carry, over
+32 MiB, a request that cannot be built) sends nothing and returns a
+:class:`~objectd.runtime.refusal.Refused` that raises when awaited, never at call
+time: in ``gather(stub.a(bad), stub.b())`` ``b`` is still delivered (issue 10 §2).
+Arguments and results cross through the value codec (a deep copy, and the same
+refusals as storage).  A call made from inside an object waits for that
 object's output gate before it is delivered.  After a stub saw a reset, overload
 or disconnect error it stays broken; a new stub works again (spec §2.4).
 """
@@ -29,6 +33,7 @@ from objectd.fetch import Request, Response
 from objectd.ids import JURISDICTIONS, LOCATION_HINTS, DurableObjectId
 from objectd.runtime.host import current_host
 from objectd.runtime.objects import HANDLERS, DurableObject, find_handler
+from objectd.runtime.refusal import Refused
 
 if TYPE_CHECKING:
     from objectd.runtime.host import ObjectHost
@@ -126,13 +131,19 @@ class DurableObjectStub:
 
     def fetch(
         self, input: str | Request, init: Mapping[str, Any] | None = None, /, **kwargs: Any
-    ) -> PendingCall:
-        """Send an HTTP-style request to the object's ``fetch`` handler."""
-        if isinstance(input, Request) and init is None and not kwargs:
-            request = Request(input)  # the object gets its own copy
-        else:
-            fields = {**(init or {}), **kwargs}
-            request = Request(input, **fields)
+    ) -> PendingCall | Refused[Response]:
+        """Send an HTTP-style request to the object's ``fetch`` handler.
+
+        A request that cannot be built is refused when awaited, and nothing is sent.
+        """
+        try:
+            if isinstance(input, Request) and init is None and not kwargs:
+                request = Request(input)  # the object gets its own copy
+            else:
+                fields = {**(init or {}), **kwargs}
+                request = Request(input, **fields)
+        except (DurableObjectError, TypeError, ValueError) as exc:  # TypeError: unknown init
+            return Refused(exc, "stub.fetch()")
 
         async def deliver(instance: Any) -> Response:
             handler = find_handler(instance, "fetch")
@@ -157,9 +168,14 @@ class DurableObjectStub:
             raise AttributeError(name)
         return RpcMethod(self, name)
 
-    def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PendingCall:
-        payload = codec.encode([list(args), kwargs])
-        _check_size(len(payload))
+    def _call(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> PendingCall | Refused[Any]:
+        try:
+            payload = codec.encode([list(args), kwargs])
+            _check_size(len(payload))
+        except DurableObjectError as exc:  # refused when awaited; nothing is sent
+            return Refused(exc, f"stub.{name}()")
 
         async def deliver(instance: Any) -> bytes:
             method = _resolve(instance, name)
@@ -201,7 +217,7 @@ class RpcMethod:
         self._stub = stub
         self._name = name
 
-    def __call__(self, *args: Any, **kwargs: Any) -> PendingCall:
+    def __call__(self, *args: Any, **kwargs: Any) -> PendingCall | Refused[Any]:
         return self._stub._call(self._name, args, kwargs)
 
 

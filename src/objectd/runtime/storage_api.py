@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from objectd.errors import (
+    DurableObjectError,
     DurableObjectTypeError,
     ObjectResetError,
     OverloadedError,
@@ -25,6 +26,7 @@ from objectd.errors import (
 from objectd.runtime import alarm_ops
 from objectd.runtime.committer import Batch, Committer
 from objectd.runtime.options import storage_options
+from objectd.runtime.refusal import Refused
 from objectd.storage.database import Backend, ObjectDatabase
 from objectd.storage.interrupts import pending, raise_pending
 from objectd.storage.kv import KvStore, check_batch_size, compile_list_options
@@ -84,27 +86,39 @@ _DONE: Resolved[None] = Resolved(None)
 
 
 class _KvOps:
-    """The KV operations shared by ``ctx.storage`` and a transaction's ``txn``."""
+    """The KV operations shared by ``ctx.storage`` and a transaction's ``txn``.
+
+    Each method checks everything before it writes, and hands a refusal back as
+    :class:`Refused` (raised when awaited), never raised at call time (issue 10 §2).
+    The ``try`` costs nothing when nothing is raised (Python 3.11 zero-cost exceptions).
+    """
 
     _storage: DurableObjectStorage
+    _label = "storage"
 
     def _check(self, op: str) -> None:
         """Hook for transactions to refuse use after rollback or commit."""
 
+    def _refused(self, error: DurableObjectError, op: str) -> Refused[Any]:
+        return Refused(error, f"{self._label}.{op}")
+
     def get(
         self, key: str | list[str], options: Mapping[str, Any] | None = None, /, **kwargs: Any
-    ) -> Resolved[Any]:
-        self._check("get()")
-        storage_options("get", options, kwargs)
-        kv = self._storage._kv
-        if isinstance(key, str):
-            return Resolved(kv.get(key)[1])
-        if isinstance(key, (list, tuple)):
-            check_batch_size(len(key))
-            return Resolved(kv.get_many(key))
-        raise DurableObjectTypeError(
-            f"get() takes a string key or a list of keys, got {type(key).__name__}"
-        )
+    ) -> Awaitable[Any]:
+        try:
+            self._check("get()")
+            storage_options("get", options, kwargs)
+            kv = self._storage._kv
+            if isinstance(key, str):
+                return Resolved(kv.get(key)[1])
+            if isinstance(key, (list, tuple)):
+                check_batch_size(len(key))
+                return Resolved(kv.get_many(key))
+            raise DurableObjectTypeError(
+                f"get() takes a string key or a list of keys, got {type(key).__name__}"
+            )
+        except DurableObjectError as exc:
+            return self._refused(exc, "get()")
 
     def put(
         self,
@@ -113,77 +127,95 @@ class _KvOps:
         options: Mapping[str, Any] | None = None,
         /,
         **kwargs: Any,
-    ) -> Resolved[None]:
-        self._check("put()")
-        storage = self._storage
-        kv = storage._kv
-        if isinstance(key, Mapping):
-            if options is not None:
-                raise DurableObjectTypeError(_PUT_SHAPE)
-            opts = storage_options("put", None if value is _MISSING else value, kwargs)
-            check_batch_size(len(key))
-            pairs = [kv.encode_entry(k, v) for k, v in key.items()]
+    ) -> Awaitable[None]:
+        try:
+            self._check("put()")
+            storage = self._storage
+            kv = storage._kv
+            if isinstance(key, Mapping):
+                if options is not None:
+                    raise DurableObjectTypeError(_PUT_SHAPE)
+                opts = storage_options("put", None if value is _MISSING else value, kwargs)
+                check_batch_size(len(key))
+                pairs = [kv.encode_entry(k, v) for k, v in key.items()]
+                with storage._writing(opts):
+                    kv.put_encoded(pairs)
+                return _DONE
+            if value is _MISSING:
+                raise DurableObjectTypeError("put() called with undefined value.")
+            opts = storage_options("put", options, kwargs)
+            pair = kv.encode_entry(key, value)
             with storage._writing(opts):
-                kv.put_encoded(pairs)
+                kv.put_encoded([pair])
             return _DONE
-        if value is _MISSING:
-            raise DurableObjectTypeError("put() called with undefined value.")
-        opts = storage_options("put", options, kwargs)
-        pair = kv.encode_entry(key, value)
-        with storage._writing(opts):
-            kv.put_encoded([pair])
-        return _DONE
+        except DurableObjectError as exc:
+            return self._refused(exc, "put()")
 
     def delete(
         self, key: str | list[str], options: Mapping[str, Any] | None = None, /, **kwargs: Any
-    ) -> Resolved[bool] | Resolved[int]:
-        self._check("delete()")
-        storage = self._storage
-        opts = storage_options("delete", options, kwargs)
-        if isinstance(key, str):
-            with storage._writing(opts):
-                return Resolved(storage._kv.delete(key))
-        if isinstance(key, (list, tuple)):
-            check_batch_size(len(key))
-            with storage._writing(opts):
-                return Resolved(storage._kv.delete_many(key))
-        raise DurableObjectTypeError(
-            f"delete() takes a string key or a list of keys, got {type(key).__name__}"
-        )
+    ) -> Awaitable[bool] | Awaitable[int]:
+        try:
+            self._check("delete()")
+            storage = self._storage
+            opts = storage_options("delete", options, kwargs)
+            if isinstance(key, str):
+                with storage._writing(opts):
+                    return Resolved(storage._kv.delete(key))
+            if isinstance(key, (list, tuple)):
+                check_batch_size(len(key))
+                with storage._writing(opts):
+                    return Resolved(storage._kv.delete_many(key))
+            raise DurableObjectTypeError(
+                f"delete() takes a string key or a list of keys, got {type(key).__name__}"
+            )
+        except DurableObjectError as exc:
+            return self._refused(exc, "delete()")
 
     def list(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
-    ) -> Resolved[dict[str, Any]]:
-        self._check("list()")
-        merged = {**(options or {}), **kwargs}
-        rng = compile_list_options(merged)
-        return Resolved(dict(self._storage._kv.list_range(rng)))
+    ) -> Awaitable[dict[str, Any]]:
+        try:
+            self._check("list()")
+            merged = {**(options or {}), **kwargs}
+            rng = compile_list_options(merged)
+            return Resolved(dict(self._storage._kv.list_range(rng)))
+        except DurableObjectError as exc:
+            return self._refused(exc, "list()")
 
     # Alarms (spec §7): one per object, epoch milliseconds; see runtime.alarm_ops.
 
     def get_alarm(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
-    ) -> Resolved[int | None]:
-        self._check("getAlarm()")
-        storage_options("getAlarm", options, kwargs)
-        return Resolved(alarm_ops.get_alarm(self._storage))
+    ) -> Awaitable[int | None]:
+        try:
+            self._check("getAlarm()")
+            storage_options("getAlarm", options, kwargs)
+            return Resolved(alarm_ops.get_alarm(self._storage))
+        except DurableObjectError as exc:
+            return self._refused(exc, "getAlarm()")
 
     def set_alarm(
         self, scheduled_time: Any, options: Mapping[str, Any] | None = None, /, **kwargs: Any
-    ) -> Resolved[None]:
+    ) -> Awaitable[None]:
         """Replace the alarm: ``scheduled_time`` is epoch ms (int/float) or a datetime."""
-        self._check("setAlarm()")
-        opts = storage_options("setAlarm", options, kwargs)
-        alarm_ops.set_alarm(self._storage, scheduled_time, opts)
-        return _DONE
+        try:
+            self._check("setAlarm()")
+            opts = storage_options("setAlarm", options, kwargs)
+            alarm_ops.set_alarm(self._storage, scheduled_time, opts)
+            return _DONE
+        except DurableObjectError as exc:
+            return self._refused(exc, "setAlarm()")
 
     def delete_alarm(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
-    ) -> Resolved[None]:
-        self._check("deleteAlarm()")
-        opts = storage_options("deleteAlarm", options, kwargs)
-        alarm_ops.delete_alarm(self._storage, opts)
-        return _DONE
+    ) -> Awaitable[None]:
+        try:
+            self._check("deleteAlarm()")
+            opts = storage_options("deleteAlarm", options, kwargs)
+            alarm_ops.delete_alarm(self._storage, opts)
+            return _DONE
+        except DurableObjectError as exc:
+            return self._refused(exc, "deleteAlarm()")
 
     getAlarm = get_alarm
     setAlarm = set_alarm
@@ -330,6 +362,14 @@ class DurableObjectStorage(_KvOps):
 
     def delete_all(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Awaitable[None]:
+        try:
+            return self._delete_all(options, kwargs)
+        except DurableObjectError as exc:
+            return self._refused(exc, "deleteAll()")
+
+    def _delete_all(
+        self, options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
     ) -> Resolved[None]:
         self._check("deleteAll()")
         opts = dict(storage_options("deleteAll", options, kwargs))
@@ -433,6 +473,8 @@ class _GatedSql(SqlStorage):
 
 class DurableObjectTransaction(_KvOps):
     """The ``txn`` passed to ``transaction()``'s closure."""
+
+    _label = "txn"
 
     def __init__(self, storage: DurableObjectStorage, depth: int) -> None:
         self._storage = storage

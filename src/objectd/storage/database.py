@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from objectd.errors import StorageError
+from objectd.errors import SqlError, StorageError
 from objectd.storage.spares import SpareFiles
+from objectd.storage.sqlite_errors import sql_error
 from objectd.storage.syncing import fsync_path
 
 __all__ = ["Backend", "ObjectDatabase", "internal_sql", "template_files"]
@@ -140,6 +141,9 @@ class ObjectDatabase:
         # SQLite ended the open batch itself (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a
         # critical error): the batch's earlier writes are gone, so it must fail, not commit.
         self._aborted = False
+        # The write in progress is the open batch's first: if SQLite refuses it, rolling
+        # the batch back loses nothing else (write_failed).
+        self._first_write = False
         created = not path.exists()
         taken = False
         # A WAL left with data means the last process did not close the file cleanly (a
@@ -218,10 +222,16 @@ class ObjectDatabase:
         if self._aborted:
             raise StorageError(_ABORTED)
         if not self._batch_open:
-            self.conn.execute(internal_sql("BEGIN"))
+            try:
+                self.conn.execute(internal_sql("BEGIN"))
+            except sqlite3.Error as exc:
+                raise sql_error(exc) from exc
             self._batch_open = True
+            self._first_write = True
             if self._on_batch_open is not None:
                 self._on_batch_open(self)
+        else:
+            self._first_write = False
 
     def commit(self) -> None:
         """Commit the open batch (not yet synced; see :meth:`sync`)."""
@@ -232,7 +242,38 @@ class ObjectDatabase:
             raise RuntimeError("cannot commit a batch while a transaction() is open")
         if self._batch_open:
             self._batch_open = False
-            self.conn.execute(internal_sql("COMMIT"))
+            try:
+                self.conn.execute(internal_sql("COMMIT"))
+            except sqlite3.Error as exc:  # e.g. a deferred foreign key: the caller resets
+                raise sql_error(exc) from exc
+
+    def write_failed(self, exc: sqlite3.Error) -> SqlError:
+        """The error for a write of objectd's own that SQLite refused; the batch fails.
+
+        SQLite may have rolled the whole transaction back (``SQLITE_FULL``, ``IOERR``:
+        its critical errors) or only the failed statement, after part of a multi-row
+        write.  If the write was the batch's first, rolling the batch back leaves the
+        object as it was before the call: only the call fails.  Otherwise the turn's
+        earlier writes may be gone, so the batch must fail at commit (the object is
+        reset), never commit a part of them; workerd does the same after a critical error.
+        """
+        if self._batch_open and not (self._first_write and self._empty_batch()):
+            self.batch_aborted()
+        return sql_error(exc)
+
+    def _empty_batch(self) -> bool:
+        """Roll the open batch back and begin it again; False if SQLite refused.
+
+        The batch stays open, so the runtime's bookkeeping of it (the output gate, the
+        committer) goes on as for any batch.
+        """
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute(internal_sql("ROLLBACK"))
+            self.conn.execute(internal_sql("BEGIN"))
+        except sqlite3.Error:
+            return False
+        return True
 
     def batch_aborted(self) -> None:
         """SQLite rolled the open batch back on its own: fail it at commit time."""
@@ -307,26 +348,30 @@ class ObjectDatabase:
     # -- metadata ------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> object:
-        row = self.conn.execute(
-            internal_sql("SELECT value FROM _cf_METADATA WHERE key = ?"), (key,)
-        ).fetchone()
+        try:
+            row = self.conn.execute(_GET_META, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise sql_error(exc) from exc
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: object) -> None:
         self.begin_write()
-        if value is None:
-            self.conn.execute(internal_sql("DELETE FROM _cf_METADATA WHERE key = ?"), (key,))
-        else:
-            self.conn.execute(
-                internal_sql("INSERT OR REPLACE INTO _cf_METADATA (key, value) VALUES (?, ?)"),
-                (key, value),
-            )
+        try:
+            if value is None:
+                self.conn.execute(_DELETE_META, (key,))
+            else:
+                self.conn.execute(_PUT_META, (key, value))
+        except sqlite3.Error as exc:
+            raise self.write_failed(exc) from exc
 
     def size(self) -> int:
         """Bytes in use: (page_count - freelist_count) * page_size."""
-        pages = self.conn.execute(internal_sql("PRAGMA page_count")).fetchone()[0]
-        free = self.conn.execute(internal_sql("PRAGMA freelist_count")).fetchone()[0]
-        page_size = self.conn.execute(internal_sql("PRAGMA page_size")).fetchone()[0]
+        try:
+            pages = self.conn.execute(internal_sql("PRAGMA page_count")).fetchone()[0]
+            free = self.conn.execute(internal_sql("PRAGMA freelist_count")).fetchone()[0]
+            page_size = self.conn.execute(internal_sql("PRAGMA page_size")).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise sql_error(exc) from exc
         return int((pages - free) * page_size)
 
     def close(self) -> None:
@@ -344,3 +389,8 @@ class ObjectDatabase:
             if fd >= 0:
                 os.close(fd)
         self._wal_fd = self._main_fd = -1
+
+
+_GET_META = internal_sql("SELECT value FROM _cf_METADATA WHERE key = ?")
+_PUT_META = internal_sql("INSERT OR REPLACE INTO _cf_METADATA (key, value) VALUES (?, ?)")
+_DELETE_META = internal_sql("DELETE FROM _cf_METADATA WHERE key = ?")

@@ -3,11 +3,13 @@
 Keys are stored as their UTF-8 bytes in a BLOB primary key, so SQLite's memcmp order
 is exactly Cloudflare's order (ascending by the key's UTF-8 bytes, spec §5.2), and a
 prefix's upper bound can be computed exactly.  Values are stored encoded by the value
-codec.  Limits and their messages follow spec §5.2 / §5.3.
+codec.  Limits and their messages follow spec §5.2 / §5.3.  SQLite's errors leave as
+:class:`~objectd.errors.SqlError` (``storage.sqlite_errors``), never as ``sqlite3`` ones.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from objectd import codec
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
 from objectd.storage.database import Backend, ObjectDatabase, internal_sql
 from objectd.storage.interrupts import interruptible
+from objectd.storage.sqlite_errors import sql_error
 
 __all__ = [
     "MAX_BATCH_KEYS",
@@ -182,7 +185,11 @@ class KvStore:
 
     def get(self, key: str) -> tuple[bool, Any]:
         """``(found, value)`` for one key."""
-        row = self._conn.execute(_GET, (encode_key(key),)).fetchone()
+        raw = encode_key(key)
+        try:
+            row = self._conn.execute(_GET, (raw,)).fetchone()
+        except sqlite3.Error as exc:
+            raise sql_error(exc) from exc
         if row is None:
             return False, None
         return True, codec.decode(row[0])
@@ -190,10 +197,13 @@ class KvStore:
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         raw_keys = sorted({encode_key(k) for k in keys})
         out: dict[str, Any] = {}
-        for raw in raw_keys:
-            row = self._conn.execute(_GET, (raw,)).fetchone()
-            if row is not None:
-                out[raw.decode()] = codec.decode(row[0])
+        try:
+            for raw in raw_keys:
+                row = self._conn.execute(_GET, (raw,)).fetchone()
+                if row is not None:
+                    out[raw.decode()] = codec.decode(row[0])
+        except sqlite3.Error as exc:
+            raise sql_error(exc) from exc
         return out
 
     def list_range(self, rng: ListRange) -> list[tuple[str, Any]]:
@@ -217,13 +227,21 @@ class KvStore:
         sql = internal_sql(
             f"SELECT CAST(key AS TEXT), value FROM _cf_KV{where} ORDER BY key {order}{limit}"
         )
-        return codec.decode_pairs(self._conn.execute(sql, params))
+        try:
+            return codec.decode_pairs(self._conn.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise sql_error(exc) from exc
 
     # -- writes (each opens the batch) -----------------------------------------------------
 
+    # A write SQLite refuses fails the whole batch (ObjectDatabase.write_failed).
+
     def put_encoded(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
         self._db.begin_write()
-        self._conn.executemany(_PUT, pairs)
+        try:
+            self._conn.executemany(_PUT, pairs)
+        except sqlite3.Error as exc:
+            raise self._db.write_failed(exc) from exc
 
     def put(self, key: str, value: object) -> None:
         self.put_encoded([self.encode_entry(key, value)])
@@ -231,23 +249,33 @@ class KvStore:
     def delete(self, key: str) -> bool:
         raw = encode_key(key)
         self._db.begin_write()
-        cursor = self._conn.execute(_DELETE, (raw,))
+        try:
+            cursor = self._conn.execute(_DELETE, (raw,))
+        except sqlite3.Error as exc:
+            raise self._db.write_failed(exc) from exc
         return cursor.rowcount > 0
 
     def delete_many(self, keys: Iterable[str]) -> int:
         raw_keys = {encode_key(k) for k in keys}
         self._db.begin_write()
         deleted = 0
-        for raw in raw_keys:
-            deleted += self._conn.execute(_DELETE, (raw,)).rowcount
+        try:
+            for raw in raw_keys:
+                deleted += self._conn.execute(_DELETE, (raw,)).rowcount
+        except sqlite3.Error as exc:
+            raise self._db.write_failed(exc) from exc
         return deleted
 
     def delete_all(self) -> None:
         self._db.begin_write()
-        with interruptible(self._db):  # one statement over every row: may run long
-            self._conn.execute(internal_sql("DELETE FROM _cf_KV"))
+        try:
+            with interruptible(self._db):  # one statement over every row: may run long
+                self._conn.execute(_DELETE_ALL)
+        except sqlite3.Error as exc:  # an interrupt is CpuLimitExceeded, not caught here
+            raise self._db.write_failed(exc) from exc
 
 
 _GET = internal_sql("SELECT value FROM _cf_KV WHERE key = ?")
 _PUT = internal_sql("INSERT OR REPLACE INTO _cf_KV (key, value) VALUES (?, ?)")
 _DELETE = internal_sql("DELETE FROM _cf_KV WHERE key = ?")
+_DELETE_ALL = internal_sql("DELETE FROM _cf_KV")

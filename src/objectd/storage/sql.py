@@ -46,6 +46,7 @@ from objectd.storage.authorizer import READ_ONLY_PRAGMAS, UserSqlGuard, is_reser
 from objectd.storage.database import ObjectDatabase, internal_sql, is_internal_sql
 from objectd.storage.interrupts import abort_interrupted, interruptible, is_interrupt, running
 from objectd.storage.sql_split import Statement, split_statements
+from objectd.storage.sqlite_errors import sql_error
 
 __all__ = [
     "MAX_RESULT_BYTES",
@@ -98,22 +99,6 @@ _USE_TRANSACTION_API = (
 _TRANSACTION_KEYWORDS = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"})
 _READ_ONLY_KEYWORDS = frozenset({"SELECT", "VALUES", "EXPLAIN"})
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-# Primary result codes by number (https://www.sqlite.org/rescode.html); workerd names
-# the primary code, so "UNIQUE constraint failed: t.x: SQLITE_CONSTRAINT".
-_PRIMARY_CODE_NAMES = (
-    "SQLITE_ERROR", "SQLITE_INTERNAL", "SQLITE_PERM", "SQLITE_ABORT", "SQLITE_BUSY",
-    "SQLITE_LOCKED", "SQLITE_NOMEM", "SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR",
-    "SQLITE_CORRUPT", "SQLITE_NOTFOUND", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
-    "SQLITE_EMPTY", "SQLITE_SCHEMA", "SQLITE_TOOBIG", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH",
-    "SQLITE_MISUSE", "SQLITE_NOLFS", "SQLITE_AUTH", "SQLITE_FORMAT", "SQLITE_RANGE",
-    "SQLITE_NOTADB", "SQLITE_NOTICE", "SQLITE_WARNING",
-)  # fmt: skip
-_PRIMARY_CODES = {
-    code: name
-    for name in _PRIMARY_CODE_NAMES
-    if isinstance(code := getattr(sqlite3, name, None), int)
-}
 
 # One guard per database: a second SqlStorage over the same file must not install a
 # second callback (sqlite3_set_authorizer also expires every prepared statement).
@@ -221,7 +206,7 @@ def _too_large(limit: int) -> DurableObjectRangeError:
 
 
 def _translate(exc: Exception) -> StorageError | DurableObjectTypeError:
-    """The one boundary where sqlite3 errors become objectd errors."""
+    """User SQL's errors as objectd errors: ``sql_error`` plus what only user SQL meets."""
     if isinstance(exc, UnicodeEncodeError):
         return DurableObjectTypeError(f"SQL binding is not valid Unicode: {exc}")
     if isinstance(exc, MemoryError):
@@ -232,12 +217,10 @@ def _translate(exc: Exception) -> StorageError | DurableObjectTypeError:
             f"{_LIMITS[sqlite3.SQLITE_LIMIT_VDBE_OP]} VDBE operations)",
             code="SQLITE_NOMEM",
         )
-    message = str(exc)
-    if message.startswith("Incorrect number of bindings supplied"):
+    if str(exc).startswith("Incorrect number of bindings supplied"):
         return StorageError(_WRONG_BINDING_COUNT)
-    code = getattr(exc, "sqlite_errorcode", None)
-    name = _PRIMARY_CODES.get(code & 0xFF, "SQLITE_ERROR") if isinstance(code, int) else None
-    return SqlError(message, code=name or "SQLITE_ERROR")
+    assert isinstance(exc, sqlite3.Error)
+    return sql_error(exc)
 
 
 class SqlStorage:

@@ -679,7 +679,7 @@ def test_transaction_alarm_methods_and_rollback(tmp_path: Path) -> None:
                     captured.append(txn)
 
                 await o.ctx.storage.transaction(body)
-                captured[0].get_alarm()
+                await captured[0].get_alarm()  # refused when awaited (issue 10 §2)
 
             with pytest.raises(StorageError, match="already committed"):
                 await inside(w.ns, "a", after_commit)

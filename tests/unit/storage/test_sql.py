@@ -753,7 +753,7 @@ def test_113_defer_foreign_keys(db: ObjectDatabase, sql: SqlStorage) -> None:
     db.begin_write()  # the flag lasts until the end of the transaction it is set in
     sql.exec("PRAGMA defer_foreign_keys = ON")
     sql.exec("INSERT INTO posts (user_id) VALUES (?)", 2)
-    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):
+    with pytest.raises(SqlError, match="FOREIGN KEY constraint failed: SQLITE_CONSTRAINT"):
         db.commit()  # the runtime turns this into the documented reset (checklist 113)
     db.rollback()
 
