@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
+import pytest
 from runtime_kit import make_namespace
 
+from objectd.errors import RpcError
+from objectd.fetch import Request, Response
+from objectd.runtime.namespace import RpcMethod
 from objectd.runtime.objects import DurableObject
 
 
@@ -60,5 +63,54 @@ def test_038_long_names_are_not_seen_inside(tmp_path: Path) -> None:
         assert await stub.my_name() is None
         assert await ns.get_by_name("é" * 512).my_name() == "é" * 512
         await ns._class.close()
+
+    asyncio.run(main())
+
+
+class Greeting:
+    """A plain mixin, listed after DurableObject as JS-style code does."""
+
+    def greet(self, who: str) -> str:
+        return f"hello {who} from {type(self).__name__}"
+
+    async def slow_greet(self, who: str) -> str:
+        await asyncio.sleep(0)
+        return self.greet(who)
+
+    def _secret(self) -> str:
+        return "private"
+
+    async def fetch(self, request: Request) -> Response:  # a handler, not an RPC method
+        return Response(f"mixin fetch {request.url}")
+
+
+class Deeper(Greeting):
+    def deeper(self) -> int:
+        return 7
+
+
+class Mixed(DurableObject, Deeper):
+    def own(self) -> str:
+        return "own"
+
+
+def test_161_methods_of_mixins_after_durable_object_are_rpc_callable(tmp_path: Path) -> None:
+    async def main() -> None:
+        stub = make_namespace(tmp_path, Mixed).get_by_name("m")
+        assert await stub.own() == "own"
+        assert await stub.greet("ann") == "hello ann from Mixed"
+        assert await stub.slow_greet("bo") == "hello bo from Mixed"
+        assert await stub.deeper() == 7
+        # What stays refused: private names, the lifecycle handlers, the base's internals.
+        with pytest.raises(RpcError, match='does not implement the method "_secret"'):
+            await stub._secret()
+        with pytest.raises(RpcError, match="'fetch' is a reserved method"):
+            await RpcMethod(stub, "fetch")()
+        # A handler a mixin defines is found as the handler.
+        response = await stub.fetch("http://do/x")
+        assert await response.text() == "mixin fetch http://do/x"
+        for internal in ("__init__", "__class__", "_DurableObject__x", "mro"):
+            with pytest.raises(RpcError, match="does not implement the method"):
+                await RpcMethod(stub, internal)()
 
     asyncio.run(main())
