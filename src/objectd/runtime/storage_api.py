@@ -23,6 +23,7 @@ from objectd.errors import (
     StorageError,
 )
 from objectd.runtime import alarm_ops
+from objectd.runtime.commit_failures import commit_failure
 from objectd.runtime.committer import Batch, Committer
 from objectd.runtime.options import storage_options
 from objectd.storage.database import Backend, ObjectDatabase
@@ -255,8 +256,7 @@ class DurableObjectStorage(_KvOps):
             self._host.reset(error)
 
     def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
-        failed = ObjectResetError(f"Durable Object storage failed to commit a write: {error}")
-        failed.__cause__ = error
+        failed = commit_failure(error)
         for held in {batch, self._batch, self._gate_batch, self._last_batch}:
             if held is not None and not held.done:
                 held.settle(failed)

@@ -140,6 +140,9 @@ class ObjectDatabase:
         # SQLite ended the open batch itself (ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a
         # critical error): the batch's earlier writes are gone, so it must fail, not commit.
         self._aborted = False
+        # User SQL set PRAGMA defer_foreign_keys in the open transaction (see
+        # deferred_foreign_keys_set).
+        self._expire_at_end = False
         created = not path.exists()
         taken = False
         # A WAL left with data means the last process did not close the file cleanly (a
@@ -233,6 +236,25 @@ class ObjectDatabase:
         if self._batch_open:
             self._batch_open = False
             self.conn.execute(internal_sql("COMMIT"))
+            if self._expire_at_end:
+                self._expire_statements()
+
+    def deferred_foreign_keys_set(self) -> None:
+        """User SQL set ``PRAGMA defer_foreign_keys``: prepared statements are expired when
+        the transaction ends.
+
+        SQLite decides at prepare time whether a statement's foreign key checks are
+        deferred, and the flag switches itself off at COMMIT or ROLLBACK without expiring
+        what was prepared under it.  A cached statement would then go on deferring: its
+        violation is reported at the end of the statement, but the row stays, and commits.
+        """
+        self._expire_at_end = True
+
+    def _expire_statements(self) -> None:
+        self._expire_at_end = False
+        # Setting a flag pragma expires every prepared statement (SQLite's OP_Expire);
+        # outside a transaction OFF is also what the flag already is.
+        self.conn.execute(internal_sql("PRAGMA defer_foreign_keys = OFF"))
 
     def batch_aborted(self) -> None:
         """SQLite rolled the open batch back on its own: fail it at commit time."""
@@ -248,6 +270,8 @@ class ObjectDatabase:
             self._batch_open = False
         if self.conn.in_transaction:
             self.conn.execute(internal_sql("ROLLBACK"))
+        if self._expire_at_end:
+            self._expire_statements()
 
     def sync(self) -> None:
         """Make every committed batch durable. Thread-safe: touches file descriptors only."""

@@ -262,6 +262,8 @@ class SqlStorage:
         for index, statement in enumerate(statements):
             if _may_write(statement):
                 db.begin_write()
+            if statement.pragma == "defer_foreign_keys":
+                db.deferred_foreign_keys_set()
             before = conn.total_changes
             guard.active = True
             slot.conn = conn  # the CPU watchdog may interrupt it (storage.interrupts)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runtime_kit import make_namespace
 
-from objectd.errors import RpcError
+from objectd.errors import ObjectResetError, RpcError, SqlError
 from objectd.fetch import Request, Response
 from objectd.runtime.namespace import RpcMethod
 from objectd.runtime.objects import DurableObject
@@ -112,5 +113,73 @@ def test_161_methods_of_mixins_after_durable_object_are_rpc_callable(tmp_path: P
         for internal in ("__init__", "__class__", "_DurableObject__x", "mro"):
             with pytest.raises(RpcError, match="does not implement the method"):
                 await RpcMethod(stub, internal)()
+
+    asyncio.run(main())
+
+
+CONSTRAINTS_RESET = (
+    "Durable Object was reset and rolled back to its last known good state because the "
+    "application left the database in a state where constraints were violated: "
+    "FOREIGN KEY constraint failed: SQLITE_CONSTRAINT"
+)
+
+
+class Posts(DurableObject):
+    constructed = 0
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        super().__init__(ctx, env)
+        Posts.constructed += 1
+        self.generation = Posts.constructed
+        ctx.storage.sql.exec(
+            "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE IF NOT EXISTS posts (id INTEGER PRIMARY KEY,"
+            " user_id INTEGER REFERENCES users(id))"
+        )
+
+    def post(self, user_id: int, *, deferred: bool) -> int:
+        sql = self.ctx.storage.sql
+        if deferred:
+            sql.exec("PRAGMA defer_foreign_keys = ON")
+        sql.exec("INSERT INTO posts (user_id) VALUES (?)", user_id)
+        self.ctx.storage.kv.put("posted", user_id)  # in the same implicit transaction
+        return user_id
+
+    def add_user(self, user_id: int) -> None:
+        self.ctx.storage.sql.exec("INSERT INTO users VALUES (?)", user_id)
+
+    def state(self) -> list[Any]:
+        rows = self.ctx.storage.sql.exec("SELECT user_id FROM posts ORDER BY id").raw()
+        return [[row[0] for row in rows], self.ctx.storage.kv.get("posted"), self.generation]
+
+
+def test_113_deferred_foreign_key_violation_at_implicit_commit_resets(tmp_path: Path) -> None:
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Posts)
+        stub = ns.get_by_name("p")
+        await stub.add_user(1)
+        assert await stub.post(1, deferred=True) == 1  # deferred, satisfied at commit
+        before = await stub.state()
+        assert before[:2] == [[1], 1]
+        # Deferred past the statement, still violated when the implicit transaction
+        # commits: the call fails with Cloudflare's reset message...
+        with pytest.raises(ObjectResetError) as caught:
+            await stub.post(2, deferred=True)
+        assert str(caught.value) == CONSTRAINTS_RESET
+        assert caught.value.durable_object_reset
+        # ...the stub that saw the reset stays broken (spec §2.4)...
+        with pytest.raises(ObjectResetError, match="constraints were violated"):
+            await stub.state()
+        # ...the object is reset (a new instance) and rolled back: neither the row nor
+        # the KV write of that transaction exists.
+        stub = ns.get_by_name("p")
+        after = await stub.state()
+        assert after[:2] == [[1], 1]
+        assert after[2] != before[2]
+        # An immediate violation is an ordinary SQL error of that call, no reset.
+        with pytest.raises(SqlError, match="FOREIGN KEY constraint failed"):
+            await stub.post(3, deferred=False)
+        assert await stub.state() == after
+        await ns._class.close()
 
     asyncio.run(main())

@@ -758,6 +758,39 @@ def test_113_defer_foreign_keys(db: ObjectDatabase, sql: SqlStorage) -> None:
     db.rollback()
 
 
+def test_113_statements_prepared_while_deferred_check_again_afterwards(
+    db: ObjectDatabase, sql: SqlStorage
+) -> None:
+    """SQLite decides at prepare time whether a statement's foreign key checks are
+    deferred, and does not expire prepared statements when ``defer_foreign_keys`` switches
+    itself off at the end of the transaction: a cached statement then let a violating row
+    in (its error was raised, the row stayed and was committed)."""
+    sql.exec(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));"
+        "INSERT INTO users VALUES (1)"
+    )
+    db.commit()
+    insert = "INSERT INTO posts (user_id) VALUES (?)"
+    sql.exec("PRAGMA defer_foreign_keys = ON")
+    sql.exec(insert, 1)
+    db.commit()  # a good deferred transaction
+    with pytest.raises(SqlError, match="FOREIGN KEY constraint failed"):
+        sql.exec(insert, 3)  # the same text: the cached statement
+    db.commit()
+    assert raw_rows(db, "SELECT user_id FROM posts") == [(1,)]
+    # The same after a deferred transaction that failed at COMMIT and was rolled back.
+    sql.exec("PRAGMA defer_foreign_keys = ON")
+    sql.exec(insert, 4)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.commit()
+    db.rollback()
+    with pytest.raises(SqlError, match="FOREIGN KEY constraint failed"):
+        sql.exec(insert, 5)
+    db.commit()
+    assert raw_rows(db, "SELECT user_id FROM posts") == [(1,)]
+
+
 # -- statement atomicity and the batch ----------------------------------------------------------
 
 
