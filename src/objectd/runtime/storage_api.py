@@ -341,7 +341,8 @@ class DurableObjectStorage(_KvOps):
             self._kv.delete_all()
             if self.database.backend is Backend.SQLITE:
                 self.sql.drop_all_user_objects()
-            alarm_ops.clear_alarm(self)  # compat date >= 2026-02-24 (checklist 90)
+            if self._host.settings.delete_all_deletes_alarm:  # compat date (checklist 90)
+                alarm_ops.clear_alarm(self)
         return _DONE
 
     async def transaction(self, closure: Callable[[DurableObjectTransaction], Awaitable[T]]) -> T:

@@ -235,3 +235,66 @@ def test_env_bindings_are_attributes_and_methods_stay_methods() -> None:
 def test_env_vars_named_like_internals_stay_items() -> None:
     env = Env({"_values": "a var", "A": 1})
     assert env["A"] == 1 and env["_values"] == "a var"  # the internal dict is untouched
+
+
+@pytest.mark.parametrize(
+    ("settings", "kept"),
+    [
+        ('compatibility_date = "2026-02-23"\n', True),
+        ('compatibility_date = "2026-02-24"\n', False),
+        ('compatibility_date = "2025-06-01"\n', True),
+        ("", False),  # no date: today's behaviour, as wrangler uses today's date
+        (
+            'compatibility_date = "2025-06-01"\n'
+            'compatibility_flags = ["delete_all_deletes_alarm"]\n',
+            False,
+        ),
+        (
+            'compatibility_date = "2026-11-01"\n'
+            'compatibility_flags = ["delete_all_preserves_alarm"]\n',
+            True,
+        ),
+    ],
+)
+def test_90_delete_all_and_the_alarm_follow_the_compatibility_date(
+    tmp_path: Path, settings: str, kept: bool
+) -> None:
+    root = write_project(
+        tmp_path,
+        """
+        from workers import DurableObject, Response, WorkerEntrypoint
+
+        class Thing(DurableObject):
+            async def fetch(self, request):
+                await self.ctx.storage.put("k", 1)
+                await self.ctx.storage.setAlarm(4102444800000)  # 2100-01-01
+                await self.ctx.storage.deleteAll()
+                alarm = await self.ctx.storage.getAlarm()
+                return Response(f"{alarm} {await self.ctx.storage.get('k')}")
+
+            async def alarm(self):
+                pass
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return await self.env.THING.getByName("x").fetch(request)
+        """,
+        wrangler=settings + WRANGLER,
+    )
+    assert serve(root, "/") == [(200, f"{4102444800000 if kept else None} None")]
+
+
+def test_90_conflicting_delete_all_flags_are_refused(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path,
+        """
+        from workers import DurableObject
+
+        class Thing(DurableObject):
+            pass
+        """,
+        wrangler='compatibility_flags = ["delete_all_deletes_alarm", '
+        '"delete_all_preserves_alarm"]\n' + WRANGLER,
+    )
+    with pytest.raises(ConfigError, match="delete_all_deletes_alarm.*delete_all_preserves_alarm"):
+        Project.load(root)
