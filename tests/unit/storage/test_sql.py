@@ -293,10 +293,41 @@ def test_105_row_counters(three_rows: SqlStorage) -> None:
 
 def test_105_rows_read_grows_as_the_cursor_is_consumed(three_rows: SqlStorage) -> None:
     cursor = three_rows.exec("SELECT * FROM t")
+    total = three_rows.exec("SELECT * FROM t").rows_read  # the same statement, unread
+    start = cursor.rows_read
     seen = []
     for _ in cursor:
         seen.append(cursor.rows_read)
-    assert seen == [1, 2, 3]
+    assert seen == [start + 1, start + 2, start + 3]
+    assert seen[-1] == total + 3  # the unread cursor counts what it has not handed out
+
+
+def test_105_rows_read_covers_scans_sqlite_does_not_hand_out(sql: SqlStorage) -> None:
+    """Checklist 105: rows_read is at least the rows SQLite read, also when it returns
+    few of them (a count, a filter, an aggregate, a write with a WHERE)."""
+    sql.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, w INTEGER)")
+    sql.exec("CREATE INDEX t_w ON t (w)")
+    sql.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) "
+        "INSERT INTO t SELECT i, 'x', i % 10 FROM n"
+    )
+
+    def read(query: str, *bindings: object) -> int:
+        cursor = sql.exec(query, *bindings)
+        list(cursor)
+        return cursor.rows_read
+
+    assert read("SELECT count(*) FROM t") >= 1000  # answered from b-tree pages
+    assert read("SELECT count(*) AS n FROM t;") >= 1000
+    assert read("SELECT * FROM t") >= 1000
+    assert read("SELECT * FROM t WHERE v = 'y'") >= 1000  # no index: a full scan, no rows
+    assert read("SELECT sum(w) FROM t") >= 1000
+    assert read("SELECT count(*) FROM t WHERE w = ?", 3) >= 100  # 100 index entries
+    assert read("SELECT * FROM t ORDER BY v LIMIT 1") >= 1000  # sorts every row
+    assert read("UPDATE t SET v = 'z' WHERE v = 'nothing'") >= 1000
+    assert read("SELECT count(*) FROM t; SELECT 1") >= 1000  # over the whole call
+    # A lookup by key reads one row and stays small.
+    assert 1 <= read("SELECT * FROM t WHERE id = ?", 5) < 50
 
 
 def test_105_rows_written_counts_trigger_changes(sql: SqlStorage) -> None:
