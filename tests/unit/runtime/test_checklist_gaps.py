@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from runtime_kit import make_namespace
 
-from objectd.errors import ObjectResetError, RpcError, SqlError
+from objectd.errors import DurableObjectError, ObjectResetError, RpcError, SqlError
 from objectd.fetch import Request, Response
+from objectd.runtime.clock import FakeClock
 from objectd.runtime.namespace import RpcMethod
 from objectd.runtime.objects import DurableObject
+from objectd.runtime.settings import RuntimeSettings
 
 
 class Named(DurableObject):
@@ -180,6 +182,140 @@ def test_113_deferred_foreign_key_violation_at_implicit_commit_resets(tmp_path: 
         with pytest.raises(SqlError, match="FOREIGN KEY constraint failed"):
             await stub.post(3, deferred=False)
         assert await stub.state() == after
+        await ns._class.close()
+
+    asyncio.run(main())
+
+
+MiB = 1024 * 1024
+RPC_LIMIT = "Serialized RPC arguments or return values are limited to 32MiB"
+
+
+class Sizes(DurableObject):
+    def size_of(self, data: bytes) -> int:
+        return len(data)
+
+    def make(self, size: int) -> bytes:
+        return b"x" * size
+
+
+def test_026_rpc_payloads_over_32_mib_fail_both_ways(tmp_path: Path) -> None:
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Sizes)
+        stub = ns.get_by_name("s")
+        near = 32 * MiB - 64 * 1024  # the value's encoding adds a few bytes
+        assert await stub.size_of(b"x" * near) == near
+        assert len(await stub.make(near)) == near
+        # Arguments: refused before anything reaches the object.
+        with pytest.raises(DurableObjectError, match=RPC_LIMIT) as caught:
+            await stub.size_of(b"x" * (32 * MiB + 1))
+        assert "but the size of this value was: 3355" in str(caught.value)
+        # A return value: the call fails, the object stays usable.
+        with pytest.raises(DurableObjectError, match=RPC_LIMIT):
+            await stub.make(32 * MiB + 1)
+        assert await stub.size_of(b"ok") == 2  # not a broken stub, not a reset
+        await ns._class.close()
+
+    asyncio.run(main())
+
+
+class Background(DurableObject):
+    def __init__(self, ctx: Any, env: Any) -> None:
+        super().__init__(ctx, env)
+        self.gate = asyncio.Event()
+
+    async def _later(self) -> None:
+        await self.gate.wait()
+        await self.ctx.storage.put("done", True)
+
+    async def _fails(self) -> None:
+        raise ValueError("background failure")
+
+    def start(self) -> str:
+        self.ctx.wait_until(self._later())  # a coroutine, not awaited by the handler
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        self.ctx.waitUntil(done)  # any awaitable, camelCase too
+        self.ctx.wait_until(self._fails())  # fails in the background, not the call
+        return "started"
+
+    def release(self) -> None:
+        self.gate.set()
+
+    async def done(self) -> Any:
+        return await self.ctx.storage.get("done")
+
+
+def test_046_wait_until_accepts_an_awaitable_and_keeps_the_object(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        settings = RuntimeSettings(idle_timeout_s=10.0, clock=clock)
+        ns = make_namespace(tmp_path, Background, settings=settings, lifecycle=True)
+        lifecycle = ns._class.lifecycle
+        assert lifecycle is not None
+        stub = ns.get_by_name("b")
+        assert await stub.start() == "started"
+        await clock.advance(60)
+        assert lifecycle.reap() == 0  # the wait_until task is pending: not evicted
+        host = ns._class.hosts[ns.id_from_name("b")]
+        assert not host.can_evict()
+        await stub.release()
+        for _ in range(100):  # let the background task finish and its write commit
+            if host.can_evict():
+                break
+            await asyncio.sleep(0.01)
+        assert await stub.done() is True
+        await clock.advance(60)
+        assert lifecycle.reap() == 1  # settled: now it may go
+        assert await ns.get_by_name("b").done() is True  # its write is durable
+        await ns._class.close()
+
+    asyncio.run(main())
+
+
+class Ledger(DurableObject):
+    def __init__(self, ctx: Any, env: Any) -> None:
+        super().__init__(ctx, env)
+        self.log: list[str] = []
+        self.inside = asyncio.Event()
+        self.proceed = asyncio.Event()
+
+    async def transfer(self) -> None:
+        async def closure(txn: Any) -> None:
+            self.log.append("txn-start")
+            await txn.put("a", 1)
+            self.inside.set()
+            await self.proceed.wait()  # suspends for real: other events could run here
+            await txn.put("b", 2)
+            self.log.append("txn-end")
+
+        await self.ctx.storage.transaction(closure)
+
+    def note(self, what: str) -> None:
+        self.log.append(what)
+
+    def get_log(self) -> list[str]:
+        return self.log
+
+
+def test_083_no_other_event_runs_during_a_transaction_callback(tmp_path: Path) -> None:
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Ledger)
+        stub = ns.get_by_name("l")
+        host = ns._class.host(ns.id_from_name("l"))
+        transfer = stub.transfer()
+        for _ in range(100):
+            if host.instance is not None and host.instance.inside.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert host.instance.inside.is_set()
+        note = stub.note("other event")  # delivered while the callback is suspended
+        await asyncio.sleep(0.05)
+        assert host.instance.log == ["txn-start"]  # held back by the transaction
+        host.instance.proceed.set()  # from outside: an event could not get in to do it
+        await transfer
+        await note
+        assert await stub.get_log() == ["txn-start", "txn-end", "other event"]
         await ns._class.close()
 
     asyncio.run(main())
