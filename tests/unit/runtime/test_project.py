@@ -298,3 +298,86 @@ def test_90_conflicting_delete_all_flags_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="delete_all_deletes_alarm.*delete_all_preserves_alarm"):
         Project.load(root)
+
+
+def test_workers_forms_blobs_and_rpc_helpers_written_the_cloudflare_way(tmp_path: Path) -> None:
+    # Issue 10 §4: what Python Workers code imports from `workers` besides the classes.
+    root = write_project(
+        tmp_path,
+        """
+        from workers import (
+            Blob, DurableObject, File, FormData, Response, WorkerEntrypoint, handler,
+            python_from_rpc, python_to_rpc,
+        )
+
+        class Thing(DurableObject):
+            async def fetch(self, request):
+                form = await request.form_data()
+                upload = form["upload"]
+                await self.ctx.storage.put("upload", [upload.name, await upload.text()])
+                reply = FormData({"note": f"got {form['title']}"})
+                reply.append("echo", Blob([await upload.bytes()], "text/plain"), "echo.txt")
+                return Response(reply)
+
+            async def describe(self, data):
+                name, text = await self.ctx.storage.get("upload")
+                return {"file": {"name": name, "text": text}, "sent": data}
+
+        class Default(WorkerEntrypoint):
+            @handler
+            async def fetch(self, request):
+                stub = self.env.THING.getByName("x")
+                if request.url.endswith("/upload"):
+                    form = FormData()
+                    form["title"] = "notes"
+                    form.append("upload", File(["hello"], "hello.txt", "text/plain"))
+                    response = await stub.fetch("http://thing/", method="POST", body=form)
+                    back = await response.form_data()
+                    echo = back["echo"]
+                    return Response(f"{back['note']} {echo.name} {await echo.text()}")
+                try:
+                    python_to_rpc({"bad": (1, 2)})
+                except TypeError as exc:
+                    refused = str(exc)
+                result = python_from_rpc(await stub.describe(python_to_rpc({"n": [1, None]})))
+                return Response(f"{result.file.name} {result.file.text} {result.sent.n} {refused}")
+        """,
+    )
+    assert serve(root, "/upload", "/describe") == [
+        (200, "got notes echo.txt hello"),
+        (200, "hello.txt hello [1, None] <class 'tuple'> cannot be sent over RPC."),
+    ]
+
+
+def test_workers_rpc_helpers_refuse_what_cloudflare_refuses() -> None:
+    from objectd.runtime import compat
+
+    assert compat.python_to_rpc({"a": [1, {"b": None}]}) == {"a": [1, {"b": None}]}
+    for bad, message in [
+        ((1,), "<class 'tuple'> cannot be sent over RPC."),
+        ([bytearray(b"x")], "<class 'bytearray'> cannot be sent over RPC."),
+        ({"later": asyncio.sleep(0)}, "Awaitable <class 'coroutine'> cannot be sent over RPC."),
+    ]:
+        with pytest.raises(TypeError) as caught:
+            compat.python_to_rpc(bad)
+        assert str(caught.value) == message
+        for value in (bad if isinstance(bad, dict) else {}).values():
+            value.close()  # the coroutine, never awaited
+    row = compat.python_from_rpc({"user": {"name": "ada"}, "tags": [{"t": 1}]})
+    assert (
+        row.user.name == "ada"
+        and row.tags[0].t == 1
+        and row
+        == {
+            "user": {"name": "ada"},
+            "tags": [{"t": 1}],
+        }
+    )
+    with pytest.raises(AttributeError):
+        _ = row.missing
+    assert compat.python_from_rpc(None) is None
+
+    async def on_fetch(request: Request) -> str:
+        return "ok"
+
+    assert compat.handler(on_fetch) is on_fetch
