@@ -206,7 +206,7 @@ def test_026_rpc_payloads_over_32_mib_fail_both_ways(tmp_path: Path) -> None:
         near = 32 * MiB - 64 * 1024  # the value's encoding adds a few bytes
         assert await stub.size_of(b"x" * near) == near
         assert len(await stub.make(near)) == near
-        # Arguments: refused before anything reaches the object.
+        # Arguments over the limit are refused.
         with pytest.raises(DurableObjectError, match=RPC_LIMIT) as caught:
             await stub.size_of(b"x" * (32 * MiB + 1))
         assert "but the size of this value was: 3355" in str(caught.value)
