@@ -23,6 +23,7 @@ from objectd.errors import (
     StorageError,
 )
 from objectd.fetch import Headers, Request, Response
+from objectd.forms import Blob, File, FormData
 from objectd.ids import DurableObjectId
 from objectd.runtime.alarm_ops import AlarmInfo
 from objectd.runtime.committer import Durability
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlarmInfo",
+    "Blob",
     "ConfigError",
     "ConnectionLostError",
     "DataFolderInUseError",
@@ -59,6 +61,8 @@ __all__ = [
     "DurableObjectTransaction",
     "DurableObjectTypeError",
     "ExecutionContext",
+    "File",
+    "FormData",
     "Headers",
     "InvalidIdError",
     "MigrationError",

@@ -156,6 +156,22 @@ class ProjectConfig:
     # ``triggers.crons``: each checked with objectd.cron; the scheduled() handler's runs.
     crons: tuple[str, ...] = ()
 
+    def compatible(self, *, enable: str, disable: str, since: str) -> bool:
+        """Whether a behaviour that is the default from ``since`` is on: its ``enable``
+        flag turns it on, its ``disable`` flag off, else the compatibility date decides
+        (no date: on, as wrangler then uses today's date).  Both flags are refused."""
+        flags = self.compatibility_flags
+        if enable in flags and disable in flags:
+            raise ConfigError(
+                f"{self.config_path}: compatibility_flags: {enable} and {disable} "
+                "contradict each other; set at most one"
+            )
+        if enable in flags:
+            return True
+        if disable in flags:
+            return False
+        return self.compatibility_date is None or self.compatibility_date >= since
+
 
 def find_config(directory: Path) -> Path:
     """The wrangler file objectd reads for ``directory`` (or ``directory`` itself if it is one)."""

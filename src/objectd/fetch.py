@@ -18,10 +18,11 @@ from typing import Any, Protocol, TypeAlias, overload
 from urllib.parse import urlsplit
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
+from objectd.forms import Blob, FormData, encode_form, parse_form
 
 __all__ = ["Headers", "HeadersInit", "Request", "Response"]
 
-_Body: TypeAlias = str | bytes | None
+_Body: TypeAlias = str | bytes | Blob | FormData | None
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]|[^\x00-\xff]")  # CR/LF/NUL, or not a byte string
@@ -211,6 +212,7 @@ class _BodyMixin:
 
     __slots__ = ()
     _body: builtins.bytes | None  # "bytes" is a method here
+    _headers: Headers
 
     async def text(self) -> str:
         """The body decoded as UTF-8 (invalid bytes become U+FFFD, as in the fetch API)."""
@@ -225,7 +227,16 @@ class _BodyMixin:
     async def _parse_json(self) -> Any:
         return json.loads(self._body or b"")
 
+    async def form_data(self) -> FormData:
+        """The body's form fields (``multipart/form-data`` or urlencoded)."""
+        return parse_form(self._body or b"", self._headers.get("content-type"))
+
+    async def blob(self) -> Blob:
+        """The body as a ``Blob`` whose type is the content type."""
+        return Blob([self._body or b""], self._headers.get("content-type") or "")
+
     arrayBuffer = array_buffer
+    formData = form_data
 
 
 def _body_bytes(body: object, headers: Headers) -> bytes | None:
@@ -237,7 +248,18 @@ def _body_bytes(body: object, headers: Headers) -> bytes | None:
         return body.encode("utf-8")
     if isinstance(body, bytes | bytearray | memoryview):
         return bytes(body)
-    raise DurableObjectTypeError(f"a body must be str or bytes, got {type(body).__name__}")
+    if isinstance(body, FormData):  # spec §14: Python Workers bodies may be forms and blobs
+        data, content_type = encode_form(body)
+        if not headers.has("content-type"):
+            headers.set("content-type", content_type)
+        return data
+    if isinstance(body, Blob):
+        if body.content_type and not headers.has("content-type"):
+            headers.set("content-type", body.content_type)
+        return body._data
+    raise DurableObjectTypeError(
+        f"a body must be str, bytes, Blob or FormData, got {type(body).__name__}"
+    )
 
 
 _checked_urls: dict[str, str] = {}

@@ -173,6 +173,57 @@ def test_141_close_events_and_reset(hibernating: Server) -> None:
     run(main)
 
 
+def test_162_web_socket_error_on_a_protocol_error_and_an_oversized_frame(
+    hibernating: Server,
+) -> None:
+    """A socket that fails (a frame breaking the protocol, a frame over the 32 MiB message
+    limit) calls ``webSocketError``, not ``webSocketClose`` (spec §8), and leaves the
+    object's sockets; the peer is closed with the code the failure calls for."""
+
+    async def errors(count: int) -> Any:
+        for _ in range(100):
+            state = await get_json(hibernating, "/state/failing")
+            if len(state["errors"]) >= count:
+                return state
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no webSocketError after 5 s: {state}")
+
+    async def main() -> None:
+        url = ws_url(hibernating, "/ws/failing")
+        async with connect(url) as bad:
+            assert (await info(bad))["sockets"] == 1
+            # A masked client frame with the reserved opcode 0x3.
+            bad.transport.write(bytes([0x83, 0x80, 1, 2, 3, 4]))
+            with pytest.raises(ConnectionClosed):
+                await recv(bad)
+            assert bad.close_code == 1002
+        state = await errors(1)
+        assert state["errors"] == [
+            ["Exception", "WebSocket protocol error (1002): invalid opcode", 0]
+        ]
+        async with connect(url) as big:
+            assert (await info(big))["sockets"] == 1
+            # The head of a masked binary frame of 32 MiB + 1 bytes: refused from its
+            # length alone (the payload need not be sent, so no unread bytes reset the
+            # connection before the peer reads the Close).
+            size = 32 * 1024 * 1024 + 1
+            big.transport.write(bytes([0x82, 0x80 | 127]) + size.to_bytes(8, "big") + b"mask")
+            with pytest.raises(ConnectionClosed):
+                await recv(big, seconds=20)
+            assert big.close_code == 1009
+        state = await errors(2)
+        assert state["errors"][1] == [
+            "Exception",
+            "WebSocket protocol error (1009): frame with 33554433 bytes exceeds limit of "
+            "33554432 bytes",
+            0,
+        ]
+        assert state["closes"] == []  # an error is not also a close
+        assert state["sockets"] == 0
+
+    run(main)
+
+
 # -- examples/chat --------------------------------------------------------------------------
 
 

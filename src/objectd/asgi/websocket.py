@@ -48,6 +48,7 @@ __all__ = [
     "CEILING_FACTOR",
     "DEFAULT_PATIENCE_S",
     "DEFAULT_SEND_BUFFER",
+    "ERROR",
     "EXTENSION",
     "MESSAGE_OVERHEAD",
     "UNCLEAN",
@@ -89,6 +90,10 @@ BUSY_REASON = "WebSocket receive buffer full: the server is busy, try again late
 # A websocket.disconnect the server marks so: it closed the connection itself, so the
 # object sees the code and reason with was_clean false, not a peer's clean close.
 UNCLEAN = "objectd.unclean"
+# A websocket.disconnect that the connection's failure caused (a frame breaking the
+# protocol, a message over the limit): its value says what failed, and the object sees an
+# error event (``web_socket_error``), not a close (spec §8).
+ERROR = "objectd.error"
 
 
 def _cost(data: str | bytes) -> int:
@@ -303,7 +308,10 @@ class Connection:
                     ended = True
                     self._done = True
                     code = message.get("code", 1005)
-                    if code == 1006:
+                    error = message.get(ERROR)
+                    if error is not None:
+                        link.failed(error)
+                    elif code == 1006:
                         link.lost()
                     elif message.get(UNCLEAN):
                         link.lost(code, message.get("reason") or "")

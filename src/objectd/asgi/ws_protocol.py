@@ -8,8 +8,10 @@ readers with 1011).  On top of it, what a relayed socket needs:
 * **Close codes.**  A connection lost without a Close frame is reported as 1006
   (uvicorn says 1005, which is also what a peer's Close without a code gives), and
   after our Close the peer's answer is reported with its code and reason (uvicorn
-  reports our own code at once).  A frame that breaks the protocol ends the
-  connection as lost (1006), as the legacy implementation reported it.
+  reports our own code at once).  A frame that breaks the protocol (or a message
+  over the size limit, or text that is not UTF-8) closes the connection with the code
+  websockets chose (1002, 1009, 1007) and is reported to the app as a failure, which the
+  object sees as ``web_socket_error`` (spec §8).
 * **Every close ends in bounded time.**  ``websocket.close`` goes out at once, not after
   the send buffer drains (a peer that does not read would hold it forever); a peer
   that does not answer it, or does not read what is left once the connection is
@@ -56,7 +58,7 @@ from websockets.http11 import Request
 
 from objectd.asgi.limits import ByteBudget, FrontLimits
 from objectd.asgi.protocol import ServerConfig
-from objectd.asgi.websocket import BUSY_CODE, BUSY_REASON, EXTENSION, UNCLEAN
+from objectd.asgi.websocket import BUSY_CODE, BUSY_REASON, ERROR, EXTENSION, UNCLEAN
 
 __all__ = ["WebSocketProtocol"]
 
@@ -135,7 +137,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self._partial = b""
         super().connection_lost(exc)
 
-    def _report(self, code: int, reason: str = "", *, clean: bool = True) -> None:
+    def _report(
+        self, code: int, reason: str = "", *, clean: bool = True, error: str | None = None
+    ) -> None:
         """Tell the app how the connection ended; the first report is the one it reads."""
         if not self._reported:
             self._reported = True
@@ -146,6 +150,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             }
             if not clean:
                 message[UNCLEAN] = True
+            if error is not None:
+                message[ERROR] = error
             self.queue.put_nowait(message)  # type: ignore[arg-type]
 
     # -- incoming messages: assembled, counted --------------------------------------------
@@ -241,7 +247,14 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.close()
 
     def handle_parser_exception(self) -> None:
-        self._report(_LOST)
+        # websockets has queued its Close for the peer (1002 protocol error, 1007 bad
+        # UTF-8, 1009 too big) with the failure as its reason.
+        sent = self.conn.close_sent
+        if sent is None:
+            self._report(_LOST)
+        else:
+            failure = f"WebSocket protocol error ({sent.code}): {sent.reason}"
+            self._report(sent.code, sent.reason, clean=False, error=failure)
         super().handle_parser_exception()
 
     def handle_ping(self) -> None:

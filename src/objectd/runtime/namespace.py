@@ -292,8 +292,10 @@ def _resolve(instance: Any, name: str) -> Any:
         if candidate.startswith("_"):
             continue
         for klass in cls.__mro__:
+            # The base's own members are never RPC methods; mixins listed after it
+            # (``class X(DurableObject, Mixin)``) contribute theirs, as in JS classes.
             if klass is DurableObject or klass is object:
-                break
+                continue
             if candidate in klass.__dict__:
                 member = klass.__dict__[candidate]
                 bound = getattr(instance, candidate)

@@ -75,10 +75,14 @@ class WorkerEntrypoint:
 
 
 def _defined(cls: type, name: str) -> bool:
-    """Whether ``name`` is defined by ``cls`` or a user base (not by our base classes)."""
+    """Whether ``name`` is defined by ``cls`` or a user base (not by our base classes).
+
+    Bases listed after ours (``class X(DurableObject, Mixin)``) count: their handlers are
+    the class's handlers, as attribute lookup finds them.
+    """
     for klass in cls.__mro__:
         if klass in (DurableObject, WorkerEntrypoint, object):
-            return False
+            continue
         if name in klass.__dict__:
             return True
     return False

@@ -181,6 +181,14 @@ class Project:
         settings = settings or RuntimeSettings()
         if config.limits.cpu_ms is not None:
             settings = dataclasses.replace(settings, cpu_limit_s=config.limits.cpu_ms / 1000)
+        # Spec §5.5: deleteAll() deletes the alarm from 2026-02-24 on (checklist 90).
+        deletes_alarm = config.compatible(
+            enable="delete_all_deletes_alarm",
+            disable="delete_all_preserves_alarm",
+            since="2026-02-24",
+        )
+        if deletes_alarm != settings.delete_all_deletes_alarm:
+            settings = dataclasses.replace(settings, delete_all_deletes_alarm=deletes_alarm)
         lifecycle = Lifecycle(settings)
         root = data_lock.data_root(config, data_dir)
         module = load_module(config.main)

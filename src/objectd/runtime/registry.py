@@ -20,6 +20,18 @@ if TYPE_CHECKING:
 
 __all__ = ["ObjectClass"]
 
+_MAX_INSIDE_NAME = 1024  # bytes of UTF-8 (spec §1.2, CL 2026-03-26)
+
+
+def _inside(object_id: DurableObjectId) -> DurableObjectId:
+    """``object_id`` as the object sees it in ``ctx.id``."""
+    name = object_id.name
+    if name is None or len(name) * 4 <= _MAX_INSIDE_NAME:  # cheap common case
+        return object_id
+    if len(name.encode("utf-8", "surrogatepass")) <= _MAX_INSIDE_NAME:
+        return object_id
+    return DurableObjectId(object_id.raw, None, object_id.jurisdiction)
+
 
 @dataclass(eq=False)
 class ObjectClass:
@@ -44,11 +56,19 @@ class ObjectClass:
     retired: BaseException | None = None
 
     def host(self, object_id: DurableObjectId) -> ObjectHost:
-        """The host of ``object_id`` in this process (one instance per id)."""
+        """The host of ``object_id`` in this process (one instance per id).
+
+        ``ctx.id`` is the host's id.  A host first reached through ``id_from_string``
+        has no name; the first stub whose id carries the name gives it one (checklist
+        38), so ``ctx.id.name`` does not depend on which stub came first.  Names over
+        1,024 UTF-8 bytes are not shown inside the object, as on Cloudflare.
+        """
         host = self.hosts.get(object_id)
         if host is None:
-            host = ObjectHost(self, object_id)
+            host = ObjectHost(self, _inside(object_id))
             self.hosts[object_id] = host
+        elif host.id.name is None and object_id.name is not None:
+            host.id = _inside(object_id)
         return host
 
     def object_path(self, object_id: DurableObjectId) -> Path:

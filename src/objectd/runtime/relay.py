@@ -58,6 +58,11 @@ class Relay:
         by the front for a reason of its own (``code``, ``reason``)."""
         self._ws._wire_lost(code, reason)
 
+    def failed(self, message: str) -> None:
+        """The connection failed (a frame that broke the protocol, a message over the
+        limit): the server end gets an error event carrying ``Exception(message)``."""
+        self._ws._wire_error(message)
+
 
 def relay(ws: object, transport: Transport) -> Relay:
     """Bind the client end of a 101 response to a network connection."""

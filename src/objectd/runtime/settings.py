@@ -33,4 +33,7 @@ class RuntimeSettings:
     output_gate_timeout_s: float = 30.0
     # blockConcurrencyWhile() longer than this resets the object (30 s).
     critical_section_timeout_s: float = 30.0
+    # deleteAll() also deletes the alarm: compatibility_date 2026-02-24 or later, or the
+    # flag delete_all_deletes_alarm; earlier dates (or delete_all_preserves_alarm) keep it.
+    delete_all_deletes_alarm: bool = True
     clock: Clock = field(default_factory=SystemClock)

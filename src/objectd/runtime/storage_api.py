@@ -24,6 +24,7 @@ from objectd.errors import (
     StorageError,
 )
 from objectd.runtime import alarm_ops
+from objectd.runtime.commit_failures import commit_failure
 from objectd.runtime.committer import Batch, Committer
 from objectd.runtime.options import storage_options
 from objectd.runtime.refusal import Refused
@@ -287,8 +288,7 @@ class DurableObjectStorage(_KvOps):
             self._host.reset(error)
 
     def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
-        failed = ObjectResetError(f"Durable Object storage failed to commit a write: {error}")
-        failed.__cause__ = error
+        failed = commit_failure(error)
         for held in {batch, self._batch, self._gate_batch, self._last_batch}:
             if held is not None and not held.done:
                 held.settle(failed)
@@ -381,7 +381,8 @@ class DurableObjectStorage(_KvOps):
             self._kv.delete_all()
             if self.database.backend is Backend.SQLITE:
                 self.sql.drop_all_user_objects()
-            alarm_ops.clear_alarm(self)  # compat date >= 2026-02-24 (checklist 90)
+            if self._host.settings.delete_all_deletes_alarm:  # compat date (checklist 90)
+                alarm_ops.clear_alarm(self)
         return _DONE
 
     async def transaction(self, closure: Callable[[DurableObjectTransaction], Awaitable[T]]) -> T:

@@ -436,6 +436,14 @@ class WebSocket(EventTarget):
         self._finish()
         self._deliver(CloseEvent(code, reason, False))
 
+    def _wire_error(self, message: str) -> None:
+        if self._mode is _Mode.CLOSED:
+            return
+        self._peer_gone = True
+        self._finish()
+        # What a JavaScript Error becomes in Python Workers: Exception(message).
+        self._deliver(ErrorEvent(Exception(message)))
+
     # -- standard-API dispatch -----------------------------------------------------------
 
     def _dispatch(self, event: Event) -> asyncio.Task[Any] | None:

@@ -144,6 +144,9 @@ class ObjectDatabase:
         # The write in progress is the open batch's first: if SQLite refuses it, rolling
         # the batch back loses nothing else (write_failed).
         self._first_write = False
+        # User SQL set PRAGMA defer_foreign_keys in the open transaction (see
+        # deferred_foreign_keys_set).
+        self._expire_at_end = False
         created = not path.exists()
         taken = False
         # A WAL left with data means the last process did not close the file cleanly (a
@@ -246,6 +249,8 @@ class ObjectDatabase:
                 self.conn.execute(internal_sql("COMMIT"))
             except sqlite3.Error as exc:  # e.g. a deferred foreign key: the caller resets
                 raise sql_error(exc) from exc
+            if self._expire_at_end:
+                self._expire_statements()
 
     def write_failed(self, exc: sqlite3.Error) -> SqlError:
         """The error for a write of objectd's own that SQLite refused; the batch fails.
@@ -275,6 +280,23 @@ class ObjectDatabase:
             return False
         return True
 
+    def deferred_foreign_keys_set(self) -> None:
+        """User SQL set ``PRAGMA defer_foreign_keys``: prepared statements are expired when
+        the transaction ends.
+
+        SQLite decides at prepare time whether a statement's foreign key checks are
+        deferred, and the flag switches itself off at COMMIT or ROLLBACK without expiring
+        what was prepared under it.  A cached statement would then go on deferring: its
+        violation is reported at the end of the statement, but the row stays, and commits.
+        """
+        self._expire_at_end = True
+
+    def _expire_statements(self) -> None:
+        self._expire_at_end = False
+        # Setting a flag pragma expires every prepared statement (SQLite's OP_Expire);
+        # outside a transaction OFF is also what the flag already is.
+        self.conn.execute(internal_sql("PRAGMA defer_foreign_keys = OFF"))
+
     def batch_aborted(self) -> None:
         """SQLite rolled the open batch back on its own: fail it at commit time."""
         self.rollback(keep_aborted=True)
@@ -289,6 +311,8 @@ class ObjectDatabase:
             self._batch_open = False
         if self.conn.in_transaction:
             self.conn.execute(internal_sql("ROLLBACK"))
+        if self._expire_at_end:
+            self._expire_statements()
 
     def sync(self) -> None:
         """Make every committed batch durable. Thread-safe: touches file descriptors only."""

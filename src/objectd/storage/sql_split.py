@@ -69,6 +69,9 @@ class Statement:
     pragma: str | None  # lower-cased PRAGMA name (schema prefix dropped)
     rename_target: str | None  # the new name in ALTER TABLE ... RENAME TO <name>
     calls_rtreecheck: bool  # rtreecheck() opens its own transaction unless one is open
+    # SELECT count(*) ... without WHERE: SQLite may count a table's rows from its b-tree
+    # pages (OP_Count) without stepping through them, so rows_read adds the count.
+    counts_rows: bool = False
 
 
 def unquote_identifier(token: str) -> str:
@@ -102,6 +105,7 @@ def _describe(text: str, tokens: list[tuple[str, str]]) -> Statement:
         pragma=pragma,
         rename_target=rename_target,
         calls_rtreecheck="RTREECHECK" in upper,
+        counts_rows=upper[:5] == ["SELECT", "COUNT", "(", "*", ")"] and "WHERE" not in upper,
     )
 
 

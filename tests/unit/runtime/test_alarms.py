@@ -148,9 +148,14 @@ async def world(
     alarm_timeout_s: float = 900.0,
     durability: Durability = Durability.PROCESS,
     start: bool = True,
+    delete_all_deletes_alarm: bool = True,
 ) -> AsyncIterator[World]:
     clock = clock or FakeClock()
-    settings = RuntimeSettings(clock=clock, alarm_timeout_s=alarm_timeout_s)
+    settings = RuntimeSettings(
+        clock=clock,
+        alarm_timeout_s=alarm_timeout_s,
+        delete_all_deletes_alarm=delete_all_deletes_alarm,
+    )
     committer = Committer(durability=durability)
     namespaces = [
         make_namespace(
@@ -633,6 +638,20 @@ def test_90_delete_all_deletes_the_alarm(tmp_path: Path) -> None:
             assert await stub.get() is None
             await w.advance(2)
             assert alarms_of("a") == []
+
+    asyncio.run(main())
+
+
+def test_90_delete_all_keeps_the_alarm_before_2026_02_24(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with world(tmp_path, delete_all_deletes_alarm=False) as w:
+            stub = w.ns.get_by_name("a")
+            at = w.now_ms() + 1000
+            await stub.set(at)
+            await inside(w.ns, "a", lambda o: o.ctx.storage.delete_all())
+            assert await stub.get() == at
+            await w.advance(2)
+            assert [info.retry_count for info in alarms_of("a")] == [0]
 
     asyncio.run(main())
 

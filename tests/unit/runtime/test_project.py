@@ -235,3 +235,149 @@ def test_env_bindings_are_attributes_and_methods_stay_methods() -> None:
 def test_env_vars_named_like_internals_stay_items() -> None:
     env = Env({"_values": "a var", "A": 1})
     assert env["A"] == 1 and env["_values"] == "a var"  # the internal dict is untouched
+
+
+@pytest.mark.parametrize(
+    ("settings", "kept"),
+    [
+        ('compatibility_date = "2026-02-23"\n', True),
+        ('compatibility_date = "2026-02-24"\n', False),
+        ('compatibility_date = "2025-06-01"\n', True),
+        ("", False),  # no date: today's behaviour, as wrangler uses today's date
+        (
+            'compatibility_date = "2025-06-01"\n'
+            'compatibility_flags = ["delete_all_deletes_alarm"]\n',
+            False,
+        ),
+        (
+            'compatibility_date = "2026-11-01"\n'
+            'compatibility_flags = ["delete_all_preserves_alarm"]\n',
+            True,
+        ),
+    ],
+)
+def test_90_delete_all_and_the_alarm_follow_the_compatibility_date(
+    tmp_path: Path, settings: str, kept: bool
+) -> None:
+    root = write_project(
+        tmp_path,
+        """
+        from workers import DurableObject, Response, WorkerEntrypoint
+
+        class Thing(DurableObject):
+            async def fetch(self, request):
+                await self.ctx.storage.put("k", 1)
+                await self.ctx.storage.setAlarm(4102444800000)  # 2100-01-01
+                await self.ctx.storage.deleteAll()
+                alarm = await self.ctx.storage.getAlarm()
+                return Response(f"{alarm} {await self.ctx.storage.get('k')}")
+
+            async def alarm(self):
+                pass
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return await self.env.THING.getByName("x").fetch(request)
+        """,
+        wrangler=settings + WRANGLER,
+    )
+    assert serve(root, "/") == [(200, f"{4102444800000 if kept else None} None")]
+
+
+def test_90_conflicting_delete_all_flags_are_refused(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path,
+        """
+        from workers import DurableObject
+
+        class Thing(DurableObject):
+            pass
+        """,
+        wrangler='compatibility_flags = ["delete_all_deletes_alarm", '
+        '"delete_all_preserves_alarm"]\n' + WRANGLER,
+    )
+    with pytest.raises(ConfigError, match="delete_all_deletes_alarm.*delete_all_preserves_alarm"):
+        Project.load(root)
+
+
+def test_workers_forms_blobs_and_rpc_helpers_written_the_cloudflare_way(tmp_path: Path) -> None:
+    # Issue 10 §4: what Python Workers code imports from `workers` besides the classes.
+    root = write_project(
+        tmp_path,
+        """
+        from workers import (
+            Blob, DurableObject, File, FormData, Response, WorkerEntrypoint, handler,
+            python_from_rpc, python_to_rpc,
+        )
+
+        class Thing(DurableObject):
+            async def fetch(self, request):
+                form = await request.form_data()
+                upload = form["upload"]
+                await self.ctx.storage.put("upload", [upload.name, await upload.text()])
+                reply = FormData({"note": f"got {form['title']}"})
+                reply.append("echo", Blob([await upload.bytes()], "text/plain"), "echo.txt")
+                return Response(reply)
+
+            async def describe(self, data):
+                name, text = await self.ctx.storage.get("upload")
+                return {"file": {"name": name, "text": text}, "sent": data}
+
+        class Default(WorkerEntrypoint):
+            @handler
+            async def fetch(self, request):
+                stub = self.env.THING.getByName("x")
+                if request.url.endswith("/upload"):
+                    form = FormData()
+                    form["title"] = "notes"
+                    form.append("upload", File(["hello"], "hello.txt", "text/plain"))
+                    response = await stub.fetch("http://thing/", method="POST", body=form)
+                    back = await response.form_data()
+                    echo = back["echo"]
+                    return Response(f"{back['note']} {echo.name} {await echo.text()}")
+                try:
+                    python_to_rpc({"bad": (1, 2)})
+                except TypeError as exc:
+                    refused = str(exc)
+                result = python_from_rpc(await stub.describe(python_to_rpc({"n": [1, None]})))
+                return Response(f"{result.file.name} {result.file.text} {result.sent.n} {refused}")
+        """,
+    )
+    assert serve(root, "/upload", "/describe") == [
+        (200, "got notes echo.txt hello"),
+        (200, "hello.txt hello [1, None] <class 'tuple'> cannot be sent over RPC."),
+    ]
+
+
+def test_workers_rpc_helpers_refuse_what_cloudflare_refuses() -> None:
+    from objectd.runtime import compat
+
+    assert compat.python_to_rpc({"a": [1, {"b": None}]}) == {"a": [1, {"b": None}]}
+    for bad, message in [
+        ((1,), "<class 'tuple'> cannot be sent over RPC."),
+        ([bytearray(b"x")], "<class 'bytearray'> cannot be sent over RPC."),
+        ({"later": asyncio.sleep(0)}, "Awaitable <class 'coroutine'> cannot be sent over RPC."),
+    ]:
+        with pytest.raises(TypeError) as caught:
+            compat.python_to_rpc(bad)
+        assert str(caught.value) == message
+        for value in (bad if isinstance(bad, dict) else {}).values():
+            value.close()  # the coroutine, never awaited
+    row = compat.python_from_rpc({"user": {"name": "ada"}, "tags": [{"t": 1}]})
+    assert (
+        row.user.name == "ada"
+        and row.tags[0].t == 1
+        and row
+        == {
+            "user": {"name": "ada"},
+            "tags": [{"t": 1}],
+        }
+    )
+    with pytest.raises(AttributeError):
+        _ = row.missing
+    assert compat.python_from_rpc(None) is None
+
+    async def on_fetch(request: Request) -> str:
+        return "ok"
+
+    assert compat.handler(on_fetch) is on_fetch

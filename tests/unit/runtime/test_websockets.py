@@ -73,6 +73,9 @@ class Room(DurableObject):
         if "standard" in query:
             server.accept()
             server.add_event_listener("message", lambda event: server.send(f"std:{event.data}"))
+            server.add_event_listener(
+                "error", lambda event: log.append(("std-error", event.message))
+            )
         else:
             self.ctx.accept_web_socket(server, query.get("tag"))
             server.serialize_attachment({"name": query.get("name", ["?"])[0]})
@@ -409,6 +412,29 @@ def test_141_142_143_peer_close(tmp_path: Path) -> None:
         link.message("after close")
         await settle()
         assert log[-1][0] == "close"
+
+    run(main)
+
+
+def test_162_a_failed_connection_calls_web_socket_error(tmp_path: Path) -> None:
+    """The front reports a connection that failed (a bad frame, an oversized message): a
+    hibernatable socket's object gets ``web_socket_error``, a standard one an ``error``
+    event; neither a close, and the socket leaves ``get_web_sockets()``."""
+
+    async def main() -> None:
+        stub = make_namespace(tmp_path, Room).get_by_name("r")
+        link, _ = await connect(stub)
+        link.failed("WebSocket protocol error (1002): invalid opcode")
+        await settle()
+        assert log[-1] == ("error", "WebSocket protocol error (1002): invalid opcode")
+        assert await in_object(stub, lambda i: len(i.ctx.get_web_sockets())) == 0
+        link.failed("again")  # the socket is closed: nothing more happens
+        link.lost()
+        await settle()
+        assert [entry[0] for entry in log if entry != "constructed"] == ["error"]
+        standard, _ = await connect(stub, "standard=1")
+        standard.failed("WebSocket protocol error (1009): too big")
+        await until(lambda: log[-1] == ("std-error", "WebSocket protocol error (1009): too big"))
 
     run(main)
 

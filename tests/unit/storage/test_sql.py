@@ -293,10 +293,41 @@ def test_105_row_counters(three_rows: SqlStorage) -> None:
 
 def test_105_rows_read_grows_as_the_cursor_is_consumed(three_rows: SqlStorage) -> None:
     cursor = three_rows.exec("SELECT * FROM t")
+    total = three_rows.exec("SELECT * FROM t").rows_read  # the same statement, unread
+    start = cursor.rows_read
     seen = []
     for _ in cursor:
         seen.append(cursor.rows_read)
-    assert seen == [1, 2, 3]
+    assert seen == [start + 1, start + 2, start + 3]
+    assert seen[-1] == total + 3  # the unread cursor counts what it has not handed out
+
+
+def test_105_rows_read_covers_scans_sqlite_does_not_hand_out(sql: SqlStorage) -> None:
+    """Checklist 105: rows_read is at least the rows SQLite read, also when it returns
+    few of them (a count, a filter, an aggregate, a write with a WHERE)."""
+    sql.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, w INTEGER)")
+    sql.exec("CREATE INDEX t_w ON t (w)")
+    sql.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) "
+        "INSERT INTO t SELECT i, 'x', i % 10 FROM n"
+    )
+
+    def read(query: str, *bindings: object) -> int:
+        cursor = sql.exec(query, *bindings)
+        list(cursor)
+        return cursor.rows_read
+
+    assert read("SELECT count(*) FROM t") >= 1000  # answered from b-tree pages
+    assert read("SELECT count(*) AS n FROM t;") >= 1000
+    assert read("SELECT * FROM t") >= 1000
+    assert read("SELECT * FROM t WHERE v = 'y'") >= 1000  # no index: a full scan, no rows
+    assert read("SELECT sum(w) FROM t") >= 1000
+    assert read("SELECT count(*) FROM t WHERE w = ?", 3) >= 100  # 100 index entries
+    assert read("SELECT * FROM t ORDER BY v LIMIT 1") >= 1000  # sorts every row
+    assert read("UPDATE t SET v = 'z' WHERE v = 'nothing'") >= 1000
+    assert read("SELECT count(*) FROM t; SELECT 1") >= 1000  # over the whole call
+    # A lookup by key reads one row and stays small.
+    assert 1 <= read("SELECT * FROM t WHERE id = ?", 5) < 50
 
 
 def test_105_rows_written_counts_trigger_changes(sql: SqlStorage) -> None:
@@ -756,6 +787,39 @@ def test_113_defer_foreign_keys(db: ObjectDatabase, sql: SqlStorage) -> None:
     with pytest.raises(SqlError, match="FOREIGN KEY constraint failed: SQLITE_CONSTRAINT"):
         db.commit()  # the runtime turns this into the documented reset (checklist 113)
     db.rollback()
+
+
+def test_113_statements_prepared_while_deferred_check_again_afterwards(
+    db: ObjectDatabase, sql: SqlStorage
+) -> None:
+    """SQLite decides at prepare time whether a statement's foreign key checks are
+    deferred, and does not expire prepared statements when ``defer_foreign_keys`` switches
+    itself off at the end of the transaction: a cached statement then let a violating row
+    in (its error was raised, the row stayed and was committed)."""
+    sql.exec(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));"
+        "INSERT INTO users VALUES (1)"
+    )
+    db.commit()
+    insert = "INSERT INTO posts (user_id) VALUES (?)"
+    sql.exec("PRAGMA defer_foreign_keys = ON")
+    sql.exec(insert, 1)
+    db.commit()  # a good deferred transaction
+    with pytest.raises(SqlError, match="FOREIGN KEY constraint failed"):
+        sql.exec(insert, 3)  # the same text: the cached statement
+    db.commit()
+    assert raw_rows(db, "SELECT user_id FROM posts") == [(1,)]
+    # The same after a deferred transaction that failed at COMMIT and was rolled back.
+    sql.exec("PRAGMA defer_foreign_keys = ON")
+    sql.exec(insert, 4)
+    with pytest.raises(SqlError, match="FOREIGN KEY constraint failed: SQLITE_CONSTRAINT"):
+        db.commit()
+    db.rollback()
+    with pytest.raises(SqlError, match="FOREIGN KEY constraint failed"):
+        sql.exec(insert, 5)
+    db.commit()
+    assert raw_rows(db, "SELECT user_id FROM posts") == [(1,)]
 
 
 # -- statement atomicity and the batch ----------------------------------------------------------

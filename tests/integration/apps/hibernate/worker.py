@@ -4,7 +4,7 @@
   attachment ``{"name": name}``.
 * a message ``info`` is answered with JSON: constructions so far, this socket's tags and
   attachment, and how many sockets the room holds; ``abort`` resets the object.
-* ``/state/<room>``: JSON of the constructions and the close events seen.
+* ``/state/<room>``: JSON of the constructions and the close and error events seen.
 """
 
 import json
@@ -26,6 +26,7 @@ class Room(DurableObject):
                 {
                     "constructed": self.ctx.storage.kv.get("constructed"),
                     "closes": self.ctx.storage.kv.get("closes") or [],
+                    "errors": self.ctx.storage.kv.get("errors") or [],
                     "sockets": len(self.ctx.getWebSockets()),
                 }
             )
@@ -49,6 +50,11 @@ class Room(DurableObject):
     async def webSocketClose(self, ws, code, reason, wasClean):
         closes = self.ctx.storage.kv.get("closes") or []
         self.ctx.storage.kv.put("closes", [*closes, [code, reason, wasClean]])
+
+    async def webSocketError(self, ws, error):
+        errors = self.ctx.storage.kv.get("errors") or []
+        entry = [type(error).__name__, str(error), len(self.ctx.getWebSockets())]
+        self.ctx.storage.kv.put("errors", [*errors, entry])
 
 
 class Default(WorkerEntrypoint):
