@@ -75,6 +75,14 @@ def _check_host(_context: click.Context, _param: click.Parameter, host: str) -> 
     return host
 
 
+def _check_admin_token(
+    _context: click.Context, _param: click.Parameter, token: str | None
+) -> str | None:
+    if token is not None and len(token) < 16:
+        raise click.BadParameter("use a token of 16 characters or more (a random one)")
+    return token
+
+
 def _common(function: click.decorators.FC) -> click.decorators.FC:
     options = [
         click.argument(
@@ -110,6 +118,15 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             "process: committed to the OS only (survives a killed process, not power loss).",
         ),
         click.option("--env", "environment", help="Wrangler environment ([env.NAME])."),
+        click.option(
+            "--admin-token",
+            envvar="OBJECTD_ADMIN_TOKEN",
+            default=None,
+            callback=_check_admin_token,
+            help="Token for objectd's pages and endpoints under /__objectd/ (sent as "
+            "Authorization: Bearer TOKEN). serve: without it they do not exist; dev: they "
+            "are open unless it is set. Also OBJECTD_ADMIN_TOKEN.",
+        ),
         click.option(
             "--log-level",
             type=click.Choice(["debug", "info", "warning", "error"]),
@@ -243,6 +260,7 @@ def dev(directory: Path, data_dir: Path | None, durability: str, **options: Any)
         OBJECTD_MAX_LIVE_OBJECTS=str(plan.max_live_objects),
         OBJECTD_BODY_BUFFER=str(limits.body_buffer_bytes),
         OBJECTD_WS_SEND_BUFFER=str(options["ws_send_buffer"]),
+        OBJECTD_ADMIN_TOKEN=options["admin_token"] or "",
     )
     # For the serving process: 500s carry the error report (dev only).  Its log is set up
     # from the config it is handed (ServerConfig.configure_logging).
@@ -280,6 +298,7 @@ def serve(directory: Path, data_dir: Path | None, durability: str, **options: An
         body_buffer_bytes=limits.body_buffer_bytes,
         ws_send_buffer=options["ws_send_buffer"],
         secrets=secrets,
+        admin_token=options["admin_token"],
     )
     config = _uvicorn_config(app, limits, plan, options)
     sock = _listen(config)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from objectd.asgi.admin import AdminRoutes
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
 from objectd.asgi.reload import expect_code_updates, on_code_update
@@ -99,6 +100,7 @@ class ObjectdApp:
         secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
         test_scheduled: bool = False,
         code_reloads: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.secrets = secrets
@@ -119,6 +121,8 @@ class ObjectdApp:
         # worker; a code update from objectd dev's reloader resets every object.
         self.test_scheduled = test_scheduled
         self.code_reloads = code_reloads
+        # /__objectd/: open in development, else only with the token (asgi/admin.py).
+        self.admin = AdminRoutes(token=admin_token, open_without_token=show_errors)
         self.project: Project | None = None
         # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
@@ -130,6 +134,8 @@ class ObjectdApp:
         elif kind == "http":
             if self.test_scheduled and scope["path"] == TEST_SCHEDULED_PATH:
                 await self._run_scheduled(scope, send)
+            elif self.admin.handles(scope):
+                await self.admin(scope, receive, send)
             else:
                 await self._http(scope, receive, send)
         elif kind == "lifespan":
@@ -460,6 +466,7 @@ def app_from_environment() -> ObjectdApp:
         ws_send_buffer=int(send_buffer) if send_buffer else DEFAULT_SEND_BUFFER,
         test_scheduled=development,
         code_reloads=development,
+        admin_token=env.get("OBJECTD_ADMIN_TOKEN") or None,
     )
 
 

@@ -1,0 +1,117 @@
+"""The admin surface under ``/__objectd/`` (L3): who may reach it, and what is on it.
+
+objectd's own pages and endpoints (the inspector, metrics) live under :data:`ADMIN_PREFIX`.
+Who may reach them:
+
+* ``objectd dev``: anyone who reaches the server (it binds 127.0.0.1 unless told
+  otherwise); with ``--admin-token`` set, only with the token, as in production.
+* ``objectd serve``: only with ``--admin-token TOKEN`` (or ``OBJECTD_ADMIN_TOKEN``), and
+  then every admin request must carry it, as ``Authorization: Bearer TOKEN`` or in the
+  :data:`TOKEN_COOKIE` cookie (for a browser); anything else is 401.  Without a token the
+  surface does not exist: ``/__objectd/…`` reaches the Worker like any other path.
+
+The token is compared in constant time.  Each feature registers its handler for a path
+(:meth:`AdminRoutes.add`); the longest registered prefix answers, and an admin path no
+feature serves is 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, MutableMapping
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+__all__ = ["ADMIN_PREFIX", "TOKEN_COOKIE", "AdminHandler", "AdminRoutes"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+ADMIN_PREFIX = "/__objectd/"
+TOKEN_COOKIE = "objectd_admin"
+AdminHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_PLAIN = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
+
+
+class AdminRoutes:
+    """The handlers under :data:`ADMIN_PREFIX`, behind the access rule above."""
+
+    def __init__(self, *, token: str | None = None, open_without_token: bool = False) -> None:
+        if token is not None and not token:
+            raise ValueError("the admin token must not be empty")
+        self._token = token.encode() if token is not None else None
+        self._open = open_without_token and token is None
+        self._routes: list[tuple[str, AdminHandler]] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self._open or self._token is not None
+
+    def add(self, path: str, handler: AdminHandler) -> None:
+        """Serve ``path`` and everything under it (``/__objectd/metrics``, ``/__objectd/``)."""
+        if not path.startswith(ADMIN_PREFIX.rstrip("/")):
+            raise ValueError(f"admin path {path!r} is not under {ADMIN_PREFIX}")
+        self._routes.append((path, handler))
+        self._routes.sort(key=lambda route: len(route[0]), reverse=True)
+
+    def handles(self, scope: Scope) -> bool:
+        """Whether this HTTP request is the admin surface's (and not the Worker's)."""
+        if not self.enabled or scope["type"] != "http":
+            return False
+        path: str = scope["path"]
+        return path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.allowed(scope):
+            await _plain(
+                send,
+                401,
+                b"objectd admin: this needs the admin token (Authorization: Bearer TOKEN)\n",
+                [(b"www-authenticate", b'Bearer realm="objectd"')],
+            )
+            return
+        path: str = scope["path"]
+        for prefix, handler in self._routes:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                await handler(scope, receive, send)
+                return
+        await _plain(send, 404, f"objectd admin: nothing at {path}\n".encode())
+
+    def allowed(self, scope: Scope) -> bool:
+        if self._open:
+            return True
+        if self._token is None:
+            return False
+        given = _token_of(scope)
+        return given is not None and hmac.compare_digest(given, self._token)
+
+
+def _token_of(scope: Scope) -> bytes | None:
+    """The token a request carries: its bearer credentials, else the admin cookie."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return credentials.strip()
+    for name, value in headers:
+        if name == b"cookie":
+            try:
+                cookie = SimpleCookie(value.decode("latin-1"))
+            except CookieError:
+                continue
+            if TOKEN_COOKIE in cookie:
+                token: str = cookie[TOKEN_COOKIE].value
+                return token.encode("latin-1")
+    return None
+
+
+async def _plain(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [*_PLAIN, *(extra or []), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,88 @@
+"""Who reaches /__objectd/ (asgi/admin.py, issue 14): dev is open, serve only with the token."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from objectd.asgi.admin import AdminRoutes
+
+Message = dict[str, Any]
+TOKEN = "s3cret-admin-token-0123"
+
+
+def _scope(path: str, *headers: tuple[bytes, bytes]) -> Message:
+    return {"type": "http", "method": "GET", "path": path, "headers": list(headers)}
+
+
+def _call(routes: AdminRoutes, scope: Message) -> tuple[int, bytes]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(routes(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def _routes(**options: Any) -> AdminRoutes:
+    routes = AdminRoutes(**options)
+
+    async def metrics(scope: Message, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"metrics " + scope["path"].encode()})
+
+    async def pages(scope: Message, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"pages"})
+
+    routes.add("/__objectd/", pages)
+    routes.add("/__objectd/metrics", metrics)
+    return routes
+
+
+def test_without_a_token_serve_has_no_admin_surface() -> None:
+    routes = _routes()
+    assert not routes.enabled
+    assert not routes.handles(_scope("/__objectd/metrics"))  # the Worker's path, then
+
+
+def test_dev_is_open_without_a_token() -> None:
+    routes = _routes(open_without_token=True)
+    assert routes.handles(_scope("/__objectd/metrics"))
+    assert _call(routes, _scope("/__objectd/metrics")) == (200, b"metrics /__objectd/metrics")
+
+
+@pytest.mark.parametrize("open_without_token", [False, True])
+def test_with_a_token_every_request_must_carry_it(open_without_token: bool) -> None:
+    routes = _routes(token=TOKEN, open_without_token=open_without_token)
+    assert _call(routes, _scope("/__objectd/metrics"))[0] == 401
+    wrong = (b"authorization", b"Bearer " + TOKEN[:-1].encode())
+    assert _call(routes, _scope("/__objectd/metrics", wrong))[0] == 401
+    right = (b"authorization", b"Bearer " + TOKEN.encode())
+    assert _call(routes, _scope("/__objectd/metrics", right))[0] == 200
+    cookie = (b"cookie", b"theme=dark; objectd_admin=" + TOKEN.encode())
+    assert _call(routes, _scope("/__objectd/", cookie)) == (200, b"pages")
+
+
+def test_the_longest_prefix_answers_and_unknown_paths_are_404() -> None:
+    routes = _routes(open_without_token=True)
+    deeper = _call(routes, _scope("/__objectd/metrics/extra"))
+    assert deeper[1] == b"metrics /__objectd/metrics/extra"
+    assert _call(routes, _scope("/__objectd/objects"))[1] == b"pages"
+    bare = AdminRoutes(open_without_token=True)
+    assert _call(bare, _scope("/__objectd/metrics"))[0] == 404
+    assert not routes.handles(_scope("/__objectdx"))
+    assert not routes.handles({"type": "websocket", "path": "/__objectd/", "headers": []})
+
+
+def test_refused_setups() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        AdminRoutes(token="")
+    with pytest.raises(ValueError, match="not under"):
+        AdminRoutes().add("/metrics", _routes().__call__)
