@@ -2,7 +2,9 @@
 
 The names follow Python Workers (``workers.Request``/``Response``, spec §14) with
 snake_case arguments and camelCase aliases. Bodies are kept as bytes, so a body can be
-read any number of times. The checks and messages are the fetch API's (workerd's): an
+read any number of times; a body given as an async iterable of chunks is streamed
+(``objectd.streams``): read once, through ``stream()`` or whole (then kept as bytes).
+The checks and messages are the fetch API's (workerd's): an
 absolute http(s) URL, no body on GET/HEAD, status 200-599 (101 only with a WebSocket),
 no body on a null-body status, header names that are tokens and values without CR/LF.
 """
@@ -12,16 +14,27 @@ from __future__ import annotations
 import builtins
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
 from http import HTTPStatus
 from typing import Any, Protocol, TypeAlias, overload
 from urllib.parse import urlsplit
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
+from objectd.streams import BodyStream
 
-__all__ = ["Headers", "HeadersInit", "Request", "Response"]
+__all__ = ["Headers", "HeadersInit", "Request", "Response", "streamed_body"]
 
-_Body: TypeAlias = str | bytes | None
+_Body: TypeAlias = str | bytes | AsyncIterable[bytes | str] | None
+_WHOLE = (str, bytes, bytearray, memoryview)
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]|[^\x00-\xff]")  # CR/LF/NUL, or not a byte string
@@ -211,21 +224,79 @@ class _BodyMixin:
 
     __slots__ = ()
     _body: builtins.bytes | None  # "bytes" is a method here
+    _stream: BodyStream | None  # a streamed body not read yet
 
     async def text(self) -> str:
         """The body decoded as UTF-8 (invalid bytes become U+FFFD, as in the fetch API)."""
+        if self._stream is not None:
+            await self._read_stream()
         return (self._body or b"").decode("utf-8", "replace")
 
     async def bytes(self) -> builtins.bytes:
+        if self._stream is not None:
+            await self._read_stream()
         return self._body or b""
 
     async def array_buffer(self) -> builtins.bytes:
-        return self._body or b""
+        return await self.bytes()
 
     async def _parse_json(self) -> Any:
+        if self._stream is not None:
+            await self._read_stream()
         return json.loads(self._body or b"")
 
+    async def _read_stream(self) -> None:
+        """Read a streamed body whole; from then on it is kept as bytes."""
+        stream = self._stream
+        assert stream is not None
+        # The slots are the subclasses' (``Request``, ``Response``), as the readers are.
+        self._body = await stream.read() or None  # type: ignore[misc]
+        self._stream = None  # type: ignore[misc]
+
+    def stream(self) -> BodyStream:
+        """The body as an async iterator of ``bytes`` chunks (``async for chunk in ...``).
+
+        A streamed body is iterated once, as it is produced; a whole body is one chunk.
+        """
+        if self._stream is not None:
+            return self._stream
+        return BodyStream(_once(self._body))
+
+    def _whole_body(self) -> builtins.bytes | None:
+        if self._stream is not None:
+            raise _streamed_error()
+        return self._body
+
     arrayBuffer = array_buffer
+
+
+async def _once(body: bytes | None) -> AsyncIterator[bytes]:
+    if body:
+        yield body
+
+
+def _stream_of(body: object) -> BodyStream:
+    """The :class:`BodyStream` of a body that is neither None, str nor bytes."""
+    if isinstance(body, BodyStream):
+        if body.used:
+            raise DurableObjectTypeError("Body has already been used. It can only be used once.")
+        return body
+    if isinstance(body, AsyncIterable):
+        return BodyStream(body)
+    raise DurableObjectTypeError(
+        f"a body must be str, bytes or an async iterable of chunks, got {type(body).__name__}"
+    )
+
+
+def _streamed_error() -> DurableObjectTypeError:
+    return DurableObjectTypeError(
+        "this body is streamed: read it with await bytes() (or text(), json()), or iterate stream()"
+    )
+
+
+def streamed_body(message: Request | Response) -> BodyStream | None:
+    """The streamed body of ``message`` not read yet, or None (it is whole)."""
+    return message._stream
 
 
 def _body_bytes(body: object, headers: Headers) -> bytes | None:
@@ -270,7 +341,7 @@ class Request(_BodyMixin):
     Built from another ``Request``, it copies it and applies the given overrides.
     """
 
-    __slots__ = ("_body", "_headers", "_method", "_url")
+    __slots__ = ("_body", "_headers", "_method", "_stream", "_url")
     _url: str
     _method: str
     _headers: Headers
@@ -283,9 +354,11 @@ class Request(_BodyMixin):
         headers: HeadersInit = None,
         body: _Body = None,
     ) -> None:
+        base_stream: BodyStream | None = None
         if isinstance(input, Request):
             url, base_method, base_body = input._url, input._method, input._body
             base_headers: HeadersInit = input._headers
+            base_stream = input._stream  # shared: whichever reads it first has it
         else:
             url, base_method, base_body, base_headers = _check_url(input), "GET", None, None
         if method is not None and (not isinstance(method, str) or not _TOKEN.fullmatch(method)):
@@ -293,8 +366,17 @@ class Request(_BodyMixin):
         self._url = url
         self._method = method.upper() if method is not None else base_method
         self._headers = Headers(headers if headers is not None else base_headers)
-        self._body = _body_bytes(body, self._headers) if body is not None else base_body
-        if self._body is not None and self._method in ("GET", "HEAD"):
+        self._stream = None
+        if body is None:
+            self._body, self._stream = base_body, base_stream
+        elif isinstance(body, _WHOLE):
+            self._body = _body_bytes(body, self._headers)
+        else:
+            self._body, self._stream = None, _stream_of(body)
+        if (self._body is not None or self._stream is not None) and self._method in (
+            "GET",
+            "HEAD",
+        ):
             raise DurableObjectTypeError("Request with a GET or HEAD method cannot have a body.")
 
     @property
@@ -311,6 +393,9 @@ class Request(_BodyMixin):
 
     @property
     def body(self) -> bytes | None:
+        """The whole body (a streamed one is read with ``await bytes()`` or ``stream()``)."""
+        if self._stream is not None:
+            raise _streamed_error()
         return self._body
 
     async def json(self) -> Any:
@@ -318,6 +403,7 @@ class Request(_BodyMixin):
         return await self._parse_json()
 
     def clone(self) -> Request:
+        self._whole_body()  # a stream is read once: it cannot be cloned
         return Request(self)
 
     def __repr__(self) -> str:
@@ -372,7 +458,7 @@ class Response(_BodyMixin):
     to Python keeps.
     """
 
-    __slots__ = ("_body", "_headers", "_status", "_status_text", "_web_socket", "url")
+    __slots__ = ("_body", "_headers", "_status", "_status_text", "_stream", "_web_socket", "url")
     _headers: Headers
     _status: int
     _status_text: str
@@ -412,9 +498,14 @@ class Response(_BodyMixin):
         if not isinstance(status_text, str) or _BAD_VALUE.search(status_text):
             raise DurableObjectTypeError(f"Invalid statusText: {status_text!r}")
         self._headers = Headers(headers)
-        self._body = _body_bytes(body, self._headers)
+        if body is None or isinstance(body, _WHOLE):
+            self._body = _body_bytes(body, self._headers)
+            self._stream = None
+        else:  # streamed: no Content-Type is implied, no length is known
+            self._body = None
+            self._stream = _stream_of(body)
         # An empty body counts as none, so relaying a 204 read from upstream just works.
-        if self._body and status in _NULL_BODY_STATUSES:
+        if (self._body or self._stream is not None) and status in _NULL_BODY_STATUSES:
             raise DurableObjectTypeError(
                 f"Response with null body status ({status}) cannot have a body."
             )
@@ -452,6 +543,9 @@ class Response(_BodyMixin):
 
     @property
     def body(self) -> bytes:
+        """The whole body (a streamed one is read with ``await bytes()`` or ``stream()``)."""
+        if self._stream is not None:
+            raise _streamed_error()
         return self._body or b""
 
     @property
@@ -464,7 +558,7 @@ class Response(_BodyMixin):
 
     def clone(self) -> Response:
         copy = Response(
-            self._body,
+            self._whole_body(),  # a stream is read once: it cannot be cloned
             status=self._status,
             status_text=self._status_text,
             headers=self._headers,

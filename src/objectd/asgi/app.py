@@ -27,9 +27,10 @@ from typing import Any
 
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
+from objectd.asgi.streaming import send_streamed
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
 from objectd.errors import DurableObjectError
-from objectd.fetch import Headers, Request
+from objectd.fetch import Headers, Request, streamed_body
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
 from objectd.runtime.loader import describe_load_error
@@ -220,7 +221,7 @@ class ObjectdApp:
                     break
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             del chunks
-            await self._respond(scope, host, body, send)
+            await self._respond(scope, host, body, receive, send)
         finally:
             if reserved:
                 self._buffered -= reserved
@@ -246,7 +247,9 @@ class ObjectdApp:
         self._buffered += size
         return True
 
-    async def _respond(self, scope: Scope, host: str | None, body: bytes, send: Send) -> None:
+    async def _respond(
+        self, scope: Scope, host: str | None, body: bytes, receive: Receive, send: Send
+    ) -> None:
         project = self.project or await self.startup()
         try:
             request = _request_from_scope(scope, host, body)
@@ -266,6 +269,18 @@ class ObjectdApp:
                 request.url,
             )
             await _send_plain(send, 500, b"Internal Server Error", _ERROR_HEADERS)
+            return
+        stream = streamed_body(response)
+        if stream is not None:  # each chunk as it is produced (asgi.streaming)
+            await send_streamed(
+                scope,
+                receive,
+                send,
+                response.status,
+                response.headers.raw(),
+                stream,
+                head=request.method == "HEAD",
+            )
             return
         await _send_plain(
             send,
@@ -308,7 +323,8 @@ class ObjectdApp:
             await _deny(scope, send, 500, self._uncaught(exc), _ERROR_HEADERS)
             return
         if link is None:
-            await _deny(scope, send, response.status, response.body, response.headers.raw())
+            body = await response.bytes()  # a streamed denial is read whole
+            await _deny(scope, send, response.status, body, response.headers.raw())
             return
         await send(_accept_message(response.headers))
         del request, response, socket  # an idle connection should hold only what it needs

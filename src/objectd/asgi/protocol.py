@@ -55,6 +55,7 @@ from uvicorn.server import ServerState
 from objectd.asgi import logs
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import ByteBudget, FrontLimits
+from objectd.asgi.streaming import ABORT_EXTENSION
 
 __all__ = ["HttpProtocol", "ServerConfig"]
 
@@ -218,6 +219,11 @@ class HttpProtocol(HttpToolsProtocol):
             self._check_absolute_form()
         self._in_body = True  # until on_message_complete, in this read or a later one
         super().on_headers_complete()
+        # A streamed response that fails must end its connection without the closing
+        # chunk, and without uvicorn's second log of it (asgi.streaming).
+        cycle = self.cycle
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[ABORT_EXTENSION] = lambda: _abort(cycle)
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0  # the next bytes begin the next head
@@ -334,3 +340,10 @@ class HttpProtocol(HttpToolsProtocol):
             ]
         )
         return b"".join(content)
+
+
+def _abort(cycle: Any) -> None:
+    """End ``cycle``'s connection now, as a lost one: its receive() says disconnect."""
+    cycle.disconnected = True
+    cycle.message_event.set()
+    cycle.transport.close()
