@@ -264,7 +264,9 @@ class _BodyMixin:
 
     def _whole_body(self) -> builtins.bytes | None:
         if self._stream is not None:
-            raise _streamed_error()
+            raise DurableObjectTypeError(
+                "a streamed body is read once: read it whole (await bytes()) to copy it"
+            )
         return self._body
 
     arrayBuffer = array_buffer
@@ -285,12 +287,6 @@ def _stream_of(body: object) -> BodyStream:
         return BodyStream(body)
     raise DurableObjectTypeError(
         f"a body must be str, bytes or an async iterable of chunks, got {type(body).__name__}"
-    )
-
-
-def _streamed_error() -> DurableObjectTypeError:
-    return DurableObjectTypeError(
-        "this body is streamed: read it with await bytes() (or text(), json()), or iterate stream()"
     )
 
 
@@ -392,10 +388,12 @@ class Request(_BodyMixin):
         return self._headers
 
     @property
-    def body(self) -> bytes | None:
-        """The whole body (a streamed one is read with ``await bytes()`` or ``stream()``)."""
+    def body(self) -> bytes | BodyStream | None:
+        """The body: bytes, or a streamed body not read yet as its :class:`BodyStream` (as
+        the fetch API's ``body`` is a stream), so ``Request(url, body=request.body)``
+        passes an upload on without reading it."""
         if self._stream is not None:
-            raise _streamed_error()
+            return self._stream
         return self._body
 
     async def json(self) -> Any:
@@ -542,10 +540,10 @@ class Response(_BodyMixin):
         return self._headers
 
     @property
-    def body(self) -> bytes:
-        """The whole body (a streamed one is read with ``await bytes()`` or ``stream()``)."""
+    def body(self) -> bytes | BodyStream:
+        """The body: bytes, or a streamed body not read yet as its :class:`BodyStream`."""
         if self._stream is not None:
-            raise _streamed_error()
+            return self._stream
         return self._body or b""
 
     @property

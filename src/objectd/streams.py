@@ -78,6 +78,13 @@ class BodyStream:
         """Every chunk, joined; past ``limit`` bytes the stream is closed and refused."""
         if self._used:
             raise DurableObjectTypeError(_USED)
+        # A source may read itself whole, with limits of its own (a request body that
+        # is still arriving: asgi.request_body).
+        read_whole = getattr(self._source, "read_whole", None)
+        if read_whole is not None:
+            self._used = True
+            whole: bytes = await read_whole()
+            return whole
         parts: list[bytes] = []
         size = 0
         try:

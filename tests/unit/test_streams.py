@@ -53,12 +53,14 @@ def test_a_streamed_body_is_read_once() -> None:
         run(collect(stream))
 
 
-def test_an_unread_stream_has_no_whole_body_and_no_clone() -> None:
+def test_an_unread_streams_body_is_the_stream_and_it_has_no_clone() -> None:
+    """As the fetch API's ``body``: so ``Request(url, body=request.body)`` forwards it."""
     response = Response(chunks("a"))
-    with pytest.raises(DurableObjectTypeError, match="this body is streamed"):
-        _ = response.body
-    with pytest.raises(DurableObjectTypeError, match="this body is streamed"):
+    assert response.body is response.stream()
+    with pytest.raises(DurableObjectTypeError, match="a streamed body is read once"):
         response.clone()
+    forwarded = Request("http://x/", method="PUT", body=response.body)
+    assert run(forwarded.text()) == "a"
 
 
 def test_a_whole_body_streams_as_one_chunk() -> None:
