@@ -23,9 +23,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from objectd.errors import ObjectResetError
+from objectd.errors import DurableObjectAbort, ObjectResetError, as_remote
 from objectd.fetch import Response, streamed_body
-from objectd.runtime.host import current_host
+from objectd.report import object_label
+from objectd.runtime.host import CPU_LIMIT_MESSAGE, current_host
+from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.streams import BodyStream
 
 if TYPE_CHECKING:
@@ -135,5 +137,17 @@ class _ObjectChunks:
 
 
 async def _as_object(host: ObjectHost, work: Callable[[], Awaitable[Any]]) -> Any:
+    """``work()`` as the object's code: its failures reach the caller as an event's do."""
     current_host.set(host)  # this task's own context: calls made here are the object's
-    return await work()
+    try:
+        return await work()
+    except DurableObjectAbort as abort:  # ctx.abort() in the generator has reset the object
+        raise ObjectResetError(abort.reason, remote=True) from None
+    except CpuLimitExceeded:
+        error = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
+        host.reset(error)
+        raise error from None
+    except ObjectResetError:
+        raise
+    except Exception as exc:  # the stream fails; the object goes on
+        raise as_remote(exc, where=object_label(host.object_class.name, host.id)) from None

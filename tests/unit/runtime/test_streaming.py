@@ -51,6 +51,10 @@ class Streamer(DurableObject):
     async def bad_chunk(self) -> AsyncIterator[Any]:
         yield 5
 
+    async def aborts(self) -> AsyncIterator[bytes]:
+        yield b"ok"
+        self.ctx.abort("stopped mid-stream")
+
     async def hold(self) -> str:
         await self.released.wait()
         return "released"
@@ -166,8 +170,9 @@ def test_a_raising_stream_ends_with_its_error_and_the_object_lives_on(tmp_path: 
         stub = make_namespace(tmp_path, Streamer).get_by_name("a")
         chunks = (await stub.fetch("http://x/raises")).stream().__aiter__()
         assert await anext(chunks) == b"ok"
-        with pytest.raises(ValueError, match="stream broke: 7"):
+        with pytest.raises(ValueError, match="stream broke: 7") as info:
             await anext(chunks)
+        assert getattr(info.value, "remote", False) is True  # as an event's error reaches it
         bad = (await stub.fetch("http://x/bad_chunk")).stream().__aiter__()
         with pytest.raises(DurableObjectTypeError, match="must be bytes or str, got int"):
             await anext(bad)
@@ -207,5 +212,21 @@ def test_a_reset_ends_the_objects_streams(tmp_path: Path) -> None:
         with pytest.raises(ObjectResetError, match="reset while it was streaming"):
             await waiting
         assert stub._class.host(stub.id).streams == 0
+
+    asyncio.run(main())
+
+
+def test_abort_in_a_stream_resets_the_object_and_ends_the_stream(tmp_path: Path) -> None:
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Streamer)
+        stub = ns.get_by_name("a")
+        chunks = (await stub.fetch("http://x/aborts")).stream().__aiter__()
+        assert await anext(chunks) == b"ok"
+        with pytest.raises(ObjectResetError, match="stopped mid-stream"):
+            await anext(chunks)
+        host = stub._class.host(stub.id)
+        assert host.streams == 0
+        assert await ns.get_by_name("a").count() == 0
+        assert host.activations == 2  # constructed again
 
     asyncio.run(main())
