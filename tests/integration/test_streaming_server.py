@@ -167,6 +167,21 @@ def _peak_memory(server: Server) -> int:
     raise AssertionError("no VmHWM")
 
 
+def test_a_graceful_stop_ends_open_streams_and_closes_their_generators(
+    streams: Server,
+) -> None:
+    """Without it, a stream that never ends (Server-Sent Events) held the shutdown for
+    uvicorn's whole graceful timeout (30 s), past this stop's bound."""
+    with streams.client() as http, http.stream("GET", "/object/stream") as response:
+        lines = response.iter_lines()
+        assert next(lines) == "one"
+        assert streams.stop(timeout=20) == 0
+        with pytest.raises(httpx.RemoteProtocolError):  # cut: no closing chunk
+            list(lines)
+    streams.start()  # the same data folder: the generator's finally was committed
+    assert stats(streams)["closed"] == 1
+
+
 # -- the live-updates example --------------------------------------------------------------
 
 

@@ -33,6 +33,11 @@ subclass adds, per connection:
   rewritten to its origin form (``/path?query``), which is all the app and the WebSocket
   handshake see.
 
+- **streamed responses** (``asgi.streaming``): the ``objectd.abort`` scope extension
+  ends a connection whose stream failed, without the closing chunk and without uvicorn
+  logging it again; a graceful shutdown ends the streams in progress at once, as lost
+  connections, instead of waiting its 30 s for responses that may never end.
+
 Everything else is uvicorn's.  (The HTTP version is checked by the app, whose scope
 already has it: here it would cost a second ``get_http_version`` per request.)  The
 limits travel in :class:`ServerConfig`, which uvicorn hands to every protocol instance
@@ -55,7 +60,7 @@ from uvicorn.server import ServerState
 from objectd.asgi import logs
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import ByteBudget, FrontLimits
-from objectd.asgi.streaming import ABORT_EXTENSION
+from objectd.asgi.streaming import ABORT_EXTENSION, STREAMING
 
 __all__ = ["HttpProtocol", "ServerConfig"]
 
@@ -229,6 +234,15 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # the next bytes begin the next head
         self._in_body = False
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        """A graceful shutdown: a streamed response in progress is ended now, as a lost
+        connection (``asgi.streaming``); anything else is left to finish, as uvicorn does."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and cycle.scope.get(STREAMING):
+            _abort(cycle)
+            return
+        super().shutdown()
 
     def _check_absolute_form(self) -> None:
         """An absolute-form target must name the host its Host header names (else 400); it

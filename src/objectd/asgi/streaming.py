@@ -9,7 +9,10 @@ chunk being produced is cancelled and the stream closed (``aclose()``: an async
 generator's ``finally`` runs), whether it was sending or waiting for its next chunk.
 
 A stream that raises ends the connection without the closing chunk, so the client
-sees a truncated body, never a complete one; the error is logged once, here.  Under
+sees a truncated body, never a complete one; the error is logged once, here.  A
+graceful shutdown ends the streams in progress the same way, as lost connections (their
+generators are closed), rather than waiting up to its timeout for them: an
+``EventSource`` reconnects by itself.  Under
 objectd's own HTTP protocol the connection is ended through the ``objectd.abort``
 scope extension (``asgi.protocol``); in another ASGI server the exception is left to
 the server, which closes the connection and logs it.
@@ -26,7 +29,7 @@ from typing import Any
 from objectd.report import format_report
 from objectd.streams import BodyStream
 
-__all__ = ["ABORT_EXTENSION", "send_streamed"]
+__all__ = ["ABORT_EXTENSION", "STREAMING", "send_streamed"]
 
 log = logging.getLogger("objectd")
 
@@ -36,6 +39,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 # The scope extension objectd's HTTP protocol offers: end the connection at once.
 ABORT_EXTENSION = "objectd.abort"
+# Set in the scope while a streamed body is being sent: a graceful shutdown ends such a
+# response at once (it may last forever, as Server-Sent Events do) instead of waiting.
+STREAMING = "objectd.streaming"
 _FRAMING = (b"content-length", b"transfer-encoding")
 
 
@@ -56,6 +62,7 @@ async def send_streamed(
         if head:  # HEAD: nothing of the body is produced
             await send({"type": "http.response.body", "body": b""})
             return
+        scope[STREAMING] = True
         pump = asyncio.ensure_future(_pump(send, stream))
         watch = asyncio.ensure_future(_watch(receive))
         try:
