@@ -44,6 +44,10 @@ class Sink(DurableObject):
             sizes.append(len(chunk))
         return Response(json.dumps(sizes))
 
+async def echo(chunks):
+    async for chunk in chunks:
+        yield chunk.upper()
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         route = request.url.rsplit("/", 1)[-1]
@@ -59,6 +63,8 @@ class Default(WorkerEntrypoint):
             return await self.env.SINK.get_by_name("s").fetch(
                 request.url, method="PUT", body=request.body
             )
+        if route == "echo":  # streamed back while it arrives
+            return Response(echo(request.stream()))
         if route == "swallow":  # a worker that hides the refusal still gets 413
             try:
                 await request.bytes()
@@ -193,5 +199,25 @@ def test_a_client_gone_mid_upload_fails_the_reader(tmp_path: Path) -> None:
         upload.disconnect()
         assert await upload.run() is None  # nothing to answer, and no worker error
         assert upload.seen() == [("worker", b"abc")]
+
+    asyncio.run(main())
+
+
+def test_an_upload_streamed_back_while_it_arrives(tmp_path: Path) -> None:
+    """The response's watch for a disconnect leaves the body's messages to its reader."""
+
+    async def main() -> None:
+        upload = Upload(tmp_path, "echo", [(b"content-length", b"6")])
+        upload.give(b"ab")
+        task = asyncio.ensure_future(upload.run())
+        await _settle()
+        assert [m.get("body") for m in upload.sent[1:]] == [b"AB"]
+        upload.give(b"cd")
+        await _settle()
+        assert [m.get("body") for m in upload.sent[1:]] == [b"AB", b"CD"]
+        upload.give(b"ef", more=False)
+        async with asyncio.timeout(5):
+            await task
+        assert [m.get("body") for m in upload.sent[1:]] == [b"AB", b"CD", b"EF", b""]
 
     asyncio.run(main())
