@@ -28,6 +28,8 @@ GO = asyncio.Event()
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         kind = request.url.rsplit("/", 1)[-1]
+        if kind == "denial":  # a WebSocket upgrade answered with a streamed 426
+            return Response(self.denial(), status=426)
         return Response(getattr(self, kind)(), headers={"content-length": "99"})
 
     async def steps(self):
@@ -38,6 +40,10 @@ class Default(WorkerEntrypoint):
             yield b"two"
         finally:
             LOG.append("closed")
+
+    async def denial(self):
+        yield "no "
+        yield "upgrade"
 
     async def raises(self):
         yield "ok"
@@ -171,3 +177,16 @@ def test_a_raising_stream_aborts_the_connection_and_is_logged_once(
     failures = [r for r in caplog.records if "streamed response failed" in r.getMessage()]
     assert len(failures) == 1 and "stream broke: 7" in failures[0].getMessage()
     asyncio.run(main(abort=False))
+
+
+def test_an_upgrade_denied_with_a_streamed_body_gets_it_whole(tmp_path: Path) -> None:
+    async def main() -> None:
+        client = Client(tmp_path, "/denial", abort=False)
+        client.scope.update(type="websocket", extensions={"websocket.http.response": {}})
+        client._incoming = [{"type": "websocket.connect"}]
+        await (await client.start())
+        assert client.sent[0]["status"] == 426
+        assert client.sent[1] == {"type": "websocket.http.response.body", "body": b"no upgrade"}
+        await client.app.shutdown()
+
+    asyncio.run(main())

@@ -335,12 +335,12 @@ class ObjectdApp:
             socket = response.web_socket
             connection = Connection(send, scope, self.ws_send_buffer)
             link = relay(socket, connection) if socket is not None else None
+            denial = await response.bytes() if link is None else b""  # a stream, read whole
         except Exception as exc:
             await _deny(scope, send, 500, self._uncaught(exc), _ERROR_HEADERS)
             return
         if link is None:
-            body = await response.bytes()  # a streamed denial is read whole
-            await _deny(scope, send, response.status, body, response.headers.raw())
+            await _deny(scope, send, response.status, denial, response.headers.raw())
             return
         await send(_accept_message(response.headers))
         del request, response, socket  # an idle connection should hold only what it needs
