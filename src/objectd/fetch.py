@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
     Callable,
     Coroutine,
     Iterable,
@@ -29,7 +28,7 @@ from typing import Any, Protocol, TypeAlias, overload
 from urllib.parse import urlsplit
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
-from objectd.streams import BodyStream
+from objectd.streams import BodyStream, stream_of
 
 __all__ = ["Headers", "HeadersInit", "Request", "Response", "streamed_body"]
 
@@ -260,7 +259,7 @@ class _BodyMixin:
         """
         if self._stream is not None:
             return self._stream
-        return BodyStream(_once(self._body))
+        return BodyStream.of_bytes(self._body)
 
     def _whole_body(self) -> builtins.bytes | None:
         if self._stream is not None:
@@ -270,24 +269,6 @@ class _BodyMixin:
         return self._body
 
     arrayBuffer = array_buffer
-
-
-async def _once(body: bytes | None) -> AsyncIterator[bytes]:
-    if body:
-        yield body
-
-
-def _stream_of(body: object) -> BodyStream:
-    """The :class:`BodyStream` of a body that is neither None, str nor bytes."""
-    if isinstance(body, BodyStream):
-        if body.used:
-            raise DurableObjectTypeError("Body has already been used. It can only be used once.")
-        return body
-    if isinstance(body, AsyncIterable):
-        return BodyStream(body)
-    raise DurableObjectTypeError(
-        f"a body must be str, bytes or an async iterable of chunks, got {type(body).__name__}"
-    )
 
 
 def streamed_body(message: Request | Response) -> BodyStream | None:
@@ -368,7 +349,7 @@ class Request(_BodyMixin):
         elif isinstance(body, _WHOLE):
             self._body = _body_bytes(body, self._headers)
         else:
-            self._body, self._stream = None, _stream_of(body)
+            self._body, self._stream = None, stream_of(body)
         if (self._body is not None or self._stream is not None) and self._method in (
             "GET",
             "HEAD",
@@ -501,7 +482,7 @@ class Response(_BodyMixin):
             self._stream = None
         else:  # streamed: no Content-Type is implied, no length is known
             self._body = None
-            self._stream = _stream_of(body)
+            self._stream = stream_of(body)
         # An empty body counts as none, so relaying a 204 read from upstream just works.
         if (self._body or self._stream is not None) and status in _NULL_BODY_STATUSES:
             raise DurableObjectTypeError(

@@ -16,7 +16,7 @@ from typing import Any
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
 
-__all__ = ["BodyStream"]
+__all__ = ["BodyStream", "stream_of"]
 
 _USED = (
     "Body has already been used. It can only be used once: read it with "
@@ -38,6 +38,11 @@ class BodyStream:
         self._source = source
         self._iterator: AsyncIterator[Any] | None = None
         self._used = False
+
+    @classmethod
+    def of_bytes(cls, body: bytes | None) -> BodyStream:
+        """A whole body as a stream of one chunk (none if it is empty)."""
+        return cls(_once(body))
 
     @property
     def used(self) -> bool:
@@ -102,3 +107,21 @@ class BodyStream:
 
     def __repr__(self) -> str:
         return f"<BodyStream of {type(self._source).__name__}{' (used)' if self._used else ''}>"
+
+
+def stream_of(body: object) -> BodyStream:
+    """The :class:`BodyStream` of a body that is neither None, str nor bytes."""
+    if isinstance(body, BodyStream):
+        if body.used:
+            raise DurableObjectTypeError(_USED)
+        return body
+    if isinstance(body, AsyncIterable):
+        return BodyStream(body)
+    raise DurableObjectTypeError(
+        f"a body must be str, bytes or an async iterable of chunks, got {type(body).__name__}"
+    )
+
+
+async def _once(body: bytes | None) -> AsyncIterator[bytes]:
+    if body:
+        yield body
