@@ -2,7 +2,9 @@
 
 The names follow Python Workers (``workers.Request``/``Response``, spec §14) with
 snake_case arguments and camelCase aliases. Bodies are kept as bytes, so a body can be
-read any number of times. The checks and messages are the fetch API's (workerd's): an
+read any number of times; a body given as an async iterable of chunks is streamed
+(``objectd.streams``): read once, through ``stream()`` or whole (then kept as bytes).
+The checks and messages are the fetch API's (workerd's): an
 absolute http(s) URL, no body on GET/HEAD, status 200-599 (101 only with a WebSocket),
 no body on a null-body status, header names that are tokens and values without CR/LF.
 """
@@ -12,17 +14,28 @@ from __future__ import annotations
 import builtins
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    AsyncIterable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
 from http import HTTPStatus
 from typing import Any, Protocol, TypeAlias, overload
 from urllib.parse import urlsplit
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
 from objectd.forms import Blob, FormData, encode_form, parse_form
+from objectd.streams import BodyStream, stream_of
 
-__all__ = ["Headers", "HeadersInit", "Request", "Response"]
+__all__ = ["Headers", "HeadersInit", "Request", "Response", "streamed_body"]
 
-_Body: TypeAlias = str | bytes | Blob | FormData | None
+_Body: TypeAlias = str | bytes | Blob | FormData | AsyncIterable[bytes | str] | None
+# Bodies taken whole (read into bytes at once); any other body must be an async iterable.
+_WHOLE = (str, bytes, bytearray, memoryview, Blob, FormData)
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]|[^\x00-\xff]")  # CR/LF/NUL, or not a byte string
@@ -213,30 +226,70 @@ class _BodyMixin:
     __slots__ = ()
     _body: builtins.bytes | None  # "bytes" is a method here
     _headers: Headers
+    _stream: BodyStream | None  # a streamed body not read yet
 
     async def text(self) -> str:
         """The body decoded as UTF-8 (invalid bytes become U+FFFD, as in the fetch API)."""
+        if self._stream is not None:
+            await self._read_stream()
         return (self._body or b"").decode("utf-8", "replace")
 
     async def bytes(self) -> builtins.bytes:
+        if self._stream is not None:
+            await self._read_stream()
         return self._body or b""
 
     async def array_buffer(self) -> builtins.bytes:
-        return self._body or b""
+        return await self.bytes()
 
     async def _parse_json(self) -> Any:
+        if self._stream is not None:
+            await self._read_stream()
         return json.loads(self._body or b"")
 
     async def form_data(self) -> FormData:
         """The body's form fields (``multipart/form-data`` or urlencoded)."""
+        if self._stream is not None:
+            await self._read_stream()
         return parse_form(self._body or b"", self._headers.get("content-type"))
 
     async def blob(self) -> Blob:
         """The body as a ``Blob`` whose type is the content type."""
+        if self._stream is not None:
+            await self._read_stream()
         return Blob([self._body or b""], self._headers.get("content-type") or "")
+
+    async def _read_stream(self) -> None:
+        """Read a streamed body whole; from then on it is kept as bytes."""
+        stream = self._stream
+        assert stream is not None
+        # The slots are the subclasses' (``Request``, ``Response``), as the readers are.
+        self._body = await stream.read() or None  # type: ignore[misc]
+        self._stream = None  # type: ignore[misc]
+
+    def stream(self) -> BodyStream:
+        """The body as an async iterator of ``bytes`` chunks (``async for chunk in ...``).
+
+        A streamed body is iterated once, as it is produced; a whole body is one chunk.
+        """
+        if self._stream is not None:
+            return self._stream
+        return BodyStream.of_bytes(self._body)
+
+    def _whole_body(self) -> builtins.bytes | None:
+        if self._stream is not None:
+            raise DurableObjectTypeError(
+                "a streamed body is read once: read it whole (await bytes()) to copy it"
+            )
+        return self._body
 
     arrayBuffer = array_buffer
     formData = form_data
+
+
+def streamed_body(message: Request | Response) -> BodyStream | None:
+    """The streamed body of ``message`` not read yet, or None (it is whole)."""
+    return message._stream
 
 
 def _body_bytes(body: object, headers: Headers) -> bytes | None:
@@ -292,7 +345,7 @@ class Request(_BodyMixin):
     Built from another ``Request``, it copies it and applies the given overrides.
     """
 
-    __slots__ = ("_body", "_headers", "_method", "_url")
+    __slots__ = ("_body", "_headers", "_method", "_stream", "_url")
     _url: str
     _method: str
     _headers: Headers
@@ -305,9 +358,11 @@ class Request(_BodyMixin):
         headers: HeadersInit = None,
         body: _Body = None,
     ) -> None:
+        base_stream: BodyStream | None = None
         if isinstance(input, Request):
             url, base_method, base_body = input._url, input._method, input._body
             base_headers: HeadersInit = input._headers
+            base_stream = input._stream  # shared: whichever reads it first has it
         else:
             url, base_method, base_body, base_headers = _check_url(input), "GET", None, None
         if method is not None and (not isinstance(method, str) or not _TOKEN.fullmatch(method)):
@@ -315,8 +370,17 @@ class Request(_BodyMixin):
         self._url = url
         self._method = method.upper() if method is not None else base_method
         self._headers = Headers(headers if headers is not None else base_headers)
-        self._body = _body_bytes(body, self._headers) if body is not None else base_body
-        if self._body is not None and self._method in ("GET", "HEAD"):
+        self._stream = None
+        if body is None:
+            self._body, self._stream = base_body, base_stream
+        elif isinstance(body, _WHOLE):
+            self._body = _body_bytes(body, self._headers)
+        else:
+            self._body, self._stream = None, stream_of(body)
+        if (self._body is not None or self._stream is not None) and self._method in (
+            "GET",
+            "HEAD",
+        ):
             raise DurableObjectTypeError("Request with a GET or HEAD method cannot have a body.")
 
     @property
@@ -332,7 +396,12 @@ class Request(_BodyMixin):
         return self._headers
 
     @property
-    def body(self) -> bytes | None:
+    def body(self) -> bytes | BodyStream | None:
+        """The body: bytes, or a streamed body not read yet as its :class:`BodyStream` (as
+        the fetch API's ``body`` is a stream), so ``Request(url, body=request.body)``
+        passes an upload on without reading it."""
+        if self._stream is not None:
+            return self._stream
         return self._body
 
     async def json(self) -> Any:
@@ -340,6 +409,7 @@ class Request(_BodyMixin):
         return await self._parse_json()
 
     def clone(self) -> Request:
+        self._whole_body()  # a stream is read once: it cannot be cloned
         return Request(self)
 
     def __repr__(self) -> str:
@@ -394,7 +464,7 @@ class Response(_BodyMixin):
     to Python keeps.
     """
 
-    __slots__ = ("_body", "_headers", "_status", "_status_text", "_web_socket", "url")
+    __slots__ = ("_body", "_headers", "_status", "_status_text", "_stream", "_web_socket", "url")
     _headers: Headers
     _status: int
     _status_text: str
@@ -434,9 +504,14 @@ class Response(_BodyMixin):
         if not isinstance(status_text, str) or _BAD_VALUE.search(status_text):
             raise DurableObjectTypeError(f"Invalid statusText: {status_text!r}")
         self._headers = Headers(headers)
-        self._body = _body_bytes(body, self._headers)
+        if body is None or isinstance(body, _WHOLE):
+            self._body = _body_bytes(body, self._headers)
+            self._stream = None
+        else:  # streamed: no Content-Type is implied, no length is known
+            self._body = None
+            self._stream = stream_of(body)
         # An empty body counts as none, so relaying a 204 read from upstream just works.
-        if self._body and status in _NULL_BODY_STATUSES:
+        if (self._body or self._stream is not None) and status in _NULL_BODY_STATUSES:
             raise DurableObjectTypeError(
                 f"Response with null body status ({status}) cannot have a body."
             )
@@ -473,7 +548,10 @@ class Response(_BodyMixin):
         return self._headers
 
     @property
-    def body(self) -> bytes:
+    def body(self) -> bytes | BodyStream:
+        """The body: bytes, or a streamed body not read yet as its :class:`BodyStream`."""
+        if self._stream is not None:
+            return self._stream
         return self._body or b""
 
     @property
@@ -486,7 +564,7 @@ class Response(_BodyMixin):
 
     def clone(self) -> Response:
         copy = Response(
-            self._body,
+            self._whole_body(),  # a stream is read once: it cannot be cloned
             status=self._status,
             status_text=self._status_text,
             headers=self._headers,

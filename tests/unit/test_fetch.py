@@ -210,7 +210,8 @@ def test_request_text_replaces_invalid_utf8() -> None:
 
 
 def test_request_body_must_be_str_or_bytes() -> None:
-    with pytest.raises(DurableObjectTypeError, match="body must be str.* got dict"):
+    refused = "body must be str, bytes, Blob, FormData or an async iterable of chunks, got dict"
+    with pytest.raises(DurableObjectTypeError, match=refused):
         Request("http://x/", method="POST", body={"a": 1})  # type: ignore[arg-type]
     assert Request("http://x/", method="POST", body=bytearray(b"ab")).body == b"ab"  # type: ignore[arg-type]
 

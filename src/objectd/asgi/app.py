@@ -30,15 +30,18 @@ from objectd.asgi.admin import AdminRoutes
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
 from objectd.asgi.reload import expect_code_updates, on_code_update
+from objectd.asgi.request_body import IncomingBody
+from objectd.asgi.streaming import send_streamed
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
 from objectd.errors import DurableObjectError, ObjectResetError
-from objectd.fetch import Headers, Request
+from objectd.fetch import Headers, Request, streamed_body
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
 from objectd.runtime.loader import describe_load_error
 from objectd.runtime.project import Project
 from objectd.runtime.relay import relay
 from objectd.runtime.settings import RuntimeSettings
+from objectd.streams import BodyStream
 
 __all__ = ["ObjectdApp", "app_from_environment"]
 
@@ -214,39 +217,40 @@ class ObjectdApp:
             log.info("objectd: bad request: %s", exc)
             await _send_plain(send, 400, b"Bad Request", _ERROR_HEADERS)
             return
-        # Refused from the header, before the first receive(): no "100 Continue" invites
-        # the body, and none of it is buffered (issue 9 §8).
-        if length > MAX_BODY_BYTES:  # one request must not exhaust the whole process
-            await _send_plain(send, 413, b"Payload Too Large", _ERROR_HEADERS)
-            return
-        # The budget is taken as the bytes arrive, not from the announced length: heads
-        # announcing 256 MiB and sending nothing held the whole budget (adversarial
-        # re-test of issue 9, finding 5), and the body timeout ends such heads.
+        # A body that came with its head is handed over whole; one still arriving is the
+        # worker's to stream or read whole, within the limits of a buffered body
+        # (asgi.request_body).  The budget is taken as the bytes arrive, not from the
+        # announced length: heads announcing 256 MiB and sending nothing held the whole
+        # budget (adversarial re-test of issue 9, finding 5).
         reserved = 0
+        incoming: IncomingBody | None = None
         try:
-            chunks: list[bytes] = []
-            while True:
+            body = b""
+            if length > MAX_BODY_BYTES:  # too large to buffer: none of it is received here
+                incoming = self._incoming(receive, None, length)
+            else:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     return
-                chunk = message.get("body", b"")
-                if chunk:
-                    if reserved + len(chunk) > MAX_BODY_BYTES:  # chunked: no length to check
+                body = message.get("body", b"")
+                if message.get("more_body", False):
+                    incoming, body = self._incoming(receive, body, length), b""
+                elif body:
+                    if len(body) > MAX_BODY_BYTES:  # chunked: no length to check
                         await _send_plain(send, 413, b"Payload Too Large", _ERROR_HEADERS)
                         return
-                    if not self._reserve(len(chunk)):
+                    if not self._reserve(len(body)):
                         await _send_plain(send, 503, b"Service Unavailable", _BUSY_HEADERS)
                         return
-                    reserved += len(chunk)
-                    chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            del chunks
-            await self._respond(scope, host, body, send)
+                    reserved = len(body)
+            await self._respond(scope, host, body, incoming, receive, send)
         finally:
-            if reserved:
-                self._buffered -= reserved
+            self._buffered -= reserved + (incoming.reserved if incoming is not None else 0)
+
+    def _incoming(self, receive: Receive, first: bytes | None, length: int) -> IncomingBody:
+        return IncomingBody(
+            receive, first, announced=length or None, limit=MAX_BODY_BYTES, reserve=self._reserve
+        )
 
     async def _run_scheduled(self, scope: Scope, send: Send) -> None:
         """``/__scheduled?cron=<expr>[&time=<ms>]``: run scheduled() now; the cron is passed
@@ -293,10 +297,18 @@ class ObjectdApp:
         self._buffered += size
         return True
 
-    async def _respond(self, scope: Scope, host: str | None, body: bytes, send: Send) -> None:
+    async def _respond(
+        self,
+        scope: Scope,
+        host: str | None,
+        body: bytes,
+        incoming: IncomingBody | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         project = self.project or await self.startup()
         try:
-            request = _request_from_scope(scope, host, body)
+            request = _request_from_scope(scope, host, body, incoming)
         except (DurableObjectError, ValueError) as exc:  # the client's fault, not the worker's
             log.info("objectd: bad request: %s", exc)
             await _send_plain(send, 400, b"Bad Request", _ERROR_HEADERS)
@@ -304,8 +316,19 @@ class ObjectdApp:
         try:
             response = await project.fetch(request)
         except Exception as exc:
+            if incoming is not None and incoming.refused is not None:
+                await _send_refusal(send, incoming)
+                return
+            if incoming is not None and incoming.lost:  # nobody to answer: not the worker's bug
+                log.info("objectd: the client went away during its upload: %s", exc)
+                return
             await _send_plain(send, 500, self._uncaught(exc), _ERROR_HEADERS)
             return
+        if incoming is not None:
+            if incoming.refused is not None:  # a platform limit: it wins over the answer
+                await _send_refusal(send, incoming, streamed_body(response))
+                return
+            receive = incoming.receive_after  # the body's reader has receive() first
         if response.web_socket is not None:
             log.error(
                 "objectd: the worker answered %s with a WebSocket (101), but the request did "
@@ -314,12 +337,20 @@ class ObjectdApp:
             )
             await _send_plain(send, 500, b"Internal Server Error", _ERROR_HEADERS)
             return
+        answer = response.body
+        if isinstance(answer, BodyStream):  # each chunk as it is produced (asgi.streaming)
+            await send_streamed(
+                scope,
+                receive,
+                send,
+                response.status,
+                response.headers.raw(),
+                answer,
+                head=request.method == "HEAD",
+            )
+            return
         await _send_plain(
-            send,
-            response.status,
-            response.body or b"",
-            response.headers.raw(),
-            head=request.method == "HEAD",
+            send, response.status, answer, response.headers.raw(), head=request.method == "HEAD"
         )
 
     def _uncaught(self, exc: Exception) -> bytes:
@@ -351,11 +382,12 @@ class ObjectdApp:
             socket = response.web_socket
             connection = Connection(send, scope, self.ws_send_buffer)
             link = relay(socket, connection) if socket is not None else None
+            denial = await response.bytes() if link is None else b""  # a stream, read whole
         except Exception as exc:
             await _deny(scope, send, 500, self._uncaught(exc), _ERROR_HEADERS)
             return
         if link is None:
-            await _deny(scope, send, response.status, response.body, response.headers.raw())
+            await _deny(scope, send, response.status, denial, response.headers.raw())
             return
         await send(_accept_message(response.headers))
         del request, response, socket  # an idle connection should hold only what it needs
@@ -386,7 +418,9 @@ def _scan_headers(scope: Scope) -> tuple[str | None, int]:
     return host, int(length)
 
 
-def _request_from_scope(scope: Scope, host: str | None, body: bytes) -> Request:
+def _request_from_scope(
+    scope: Scope, host: str | None, body: bytes, incoming: IncomingBody | None = None
+) -> Request:
     """The worker's Request, with ``host`` from :func:`_scan_headers`.  The target must be
     a path, so that it cannot move into the URL's host; anything else is a ``ValueError``
     (a 400)."""
@@ -405,12 +439,25 @@ def _request_from_scope(scope: Scope, host: str | None, body: bytes) -> Request:
     scheme = _HTTP_SCHEMES.get(scope.get("scheme", "http"), "http")
     url = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
     method = scope.get("method", "GET")  # a websocket scope has none: the upgrade is a GET
-    return Request(
-        url, method=method, headers=Headers.from_raw(scope["headers"]), body=body or None
-    )
+    headers = Headers.from_raw(scope["headers"])
+    if incoming is not None:
+        return Request(url, method=method, headers=headers, body=BodyStream(incoming))
+    return Request(url, method=method, headers=headers, body=body or None)
 
 
 _FRAMING = (b"content-length", b"transfer-encoding")
+
+
+async def _send_refusal(
+    send: Send, incoming: IncomingBody, unsent: BodyStream | None = None
+) -> None:
+    """413 or 503 for a body the worker could not read whole (``asgi.request_body``)."""
+    assert incoming.refused is not None
+    if unsent is not None:
+        await unsent.aclose()
+    status, reason = incoming.refused
+    log.info("objectd: request body refused: %d %s", status, reason.decode())
+    await _send_plain(send, status, reason, _BUSY_HEADERS if status == 503 else _ERROR_HEADERS)
 
 
 async def _send_plain(

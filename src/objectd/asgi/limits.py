@@ -21,8 +21,10 @@ keep-alive timeout      30 s        an idle kept-alive connection is closed; lon
                                     race a client reusing a connection just closed
 connections             derived     what the open-files limit leaves after the
                                     descriptors kept for objects (``plan_descriptors``)
-body bytes, one request 100 MiB     Cloudflare's smallest plan; a larger Content-Length
-                                    is refused (413) before any of the body is read
+body bytes, one request 100 MiB     Cloudflare's smallest plan, for a body read whole; a
+                                    larger Content-Length is refused (413) before any of
+                                    it is read (a streamed body has no limit: it holds
+                                    one chunk at a time, ``asgi.request_body``)
 body bytes, all         256 MiB     room for two 100 MiB uploads at once, taken as the
 requests                            bytes arrive (an announced length holds nothing); past
                                     it 503 with Retry-After, never a wait: requests holding

@@ -33,6 +33,11 @@ subclass adds, per connection:
   rewritten to its origin form (``/path?query``), which is all the app and the WebSocket
   handshake see.
 
+- **streamed responses** (``asgi.streaming``): the ``objectd.abort`` scope extension
+  ends a connection whose stream failed, without the closing chunk and without uvicorn
+  logging it again; a graceful shutdown ends the streams in progress at once, as lost
+  connections, instead of waiting its 30 s for responses that may never end.
+
 Everything else is uvicorn's.  (The HTTP version is checked by the app, whose scope
 already has it: here it would cost a second ``get_http_version`` per request.)  The
 limits travel in :class:`ServerConfig`, which uvicorn hands to every protocol instance
@@ -55,6 +60,7 @@ from uvicorn.server import ServerState
 from objectd.asgi import logs
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import ByteBudget, FrontLimits
+from objectd.asgi.streaming import ABORT_EXTENSION, STREAMING
 
 __all__ = ["HttpProtocol", "ServerConfig"]
 
@@ -218,11 +224,25 @@ class HttpProtocol(HttpToolsProtocol):
             self._check_absolute_form()
         self._in_body = True  # until on_message_complete, in this read or a later one
         super().on_headers_complete()
+        # A streamed response that fails must end its connection without the closing
+        # chunk, and without uvicorn's second log of it (asgi.streaming).
+        cycle = self.cycle
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[ABORT_EXTENSION] = lambda: _abort(cycle)
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0  # the next bytes begin the next head
         self._in_body = False
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        """A graceful shutdown: a streamed response in progress is ended now, as a lost
+        connection (``asgi.streaming``); anything else is left to finish, as uvicorn does."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and cycle.scope.get(STREAMING):
+            _abort(cycle)
+            return
+        super().shutdown()
 
     def _check_absolute_form(self) -> None:
         """An absolute-form target must name the host its Host header names (else 400); it
@@ -334,3 +354,10 @@ class HttpProtocol(HttpToolsProtocol):
             ]
         )
         return b"".join(content)
+
+
+def _abort(cycle: Any) -> None:
+    """End ``cycle``'s connection now, as a lost one: its receive() says disconnect."""
+    cycle.disconnected = True
+    cycle.message_event.set()
+    cycle.transport.close()

@@ -96,6 +96,8 @@ class ObjectHost:
         self.websockets: Any = None
         # Set by runtime.alarms while alarm() runs (getAlarm() semantics, retries).
         self.current_alarm: Any = None
+        # Streamed responses of the object still open (runtime.streaming): they pin it.
+        self.streams = 0
 
     # -- submitting events ---------------------------------------------------------------
 
@@ -456,8 +458,9 @@ class ObjectHost:
         return self.phase is not HostPhase.COLD
 
     def can_evict(self) -> bool:
-        """No work in progress, every write durable, and no socket pins the instance."""
-        if self._tasks or self.phase is HostPhase.OPENING:
+        """No work in progress, no stream open, every write durable, and no socket pins
+        the instance."""
+        if self._tasks or self.streams or self.phase is HostPhase.OPENING:
             return False
         if self.storage is not None and not self.storage.quiescent:
             return False

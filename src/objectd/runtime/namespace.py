@@ -29,11 +29,12 @@ from objectd.errors import (
     OverloadedError,
     RpcError,
 )
-from objectd.fetch import Request, Response
+from objectd.fetch import Request, Response, streamed_body
 from objectd.ids import JURISDICTIONS, LOCATION_HINTS, DurableObjectId
 from objectd.runtime.host import current_host
 from objectd.runtime.objects import HANDLERS, DurableObject, find_handler
 from objectd.runtime.refusal import Refused
+from objectd.runtime.streaming import stream_from_object
 
 if TYPE_CHECKING:
     from objectd.runtime.host import ObjectHost
@@ -159,7 +160,11 @@ class DurableObjectStub:
                     f"fetch() handler of {type(instance).__name__} returned "
                     f"{type(response).__name__}, expected a Response"
                 )
-            return response
+            if streamed_body(response) is None:
+                return response
+            host = current_host.get()
+            assert host is not None  # set by the event that runs this
+            return stream_from_object(response, host)  # a streamed body stays the object's
 
         return self._submit(deliver, decode=False)
 

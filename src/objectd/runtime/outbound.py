@@ -2,22 +2,34 @@
 
 Called inside an object, the request leaves only once every write the object made
 before it is durable (spec §6, checklist 75).  httpx carries it (a well-kept async
-client with connection pooling); the response comes back as an objectd ``Response``.
+client with connection pooling); the response comes back as an objectd ``Response``
+as soon as its head has arrived, as the fetch API's does: its body is streamed
+(``async for chunk in response.stream()``, or ``await response.text()`` to read it
+whole), and a request body may be streamed too (``body=`` an async iterable).
+
+A response body nobody reads would keep its pooled connection forever; when its
+``Response`` is dropped unread, the connection is closed (``_ReplyBody.__del__``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
-from objectd.fetch import Request, Response
+from objectd.fetch import Request, Response, streamed_body
 from objectd.runtime.host import current_host
+from objectd.streams import BodyStream
 
 __all__ = ["close_client", "fetch"]
 
 _client: httpx.AsyncClient | None = None
+# Closing the connections of replies dropped unread: owned here, awaited by close_client.
+_closing: set[asyncio.Task[None]] = set()
+_NO_BODY_STATUSES = frozenset({101, 204, 205, 304})
 
 
 def _get_client() -> httpx.AsyncClient:
@@ -40,21 +52,68 @@ async def fetch(
         batch = host.storage.output_gate_batch()
         if batch is not None:
             await batch.wait()
-    reply = await _get_client().request(
-        request.method, request.url, headers=list(request.headers.items()), content=request.body
+    client = _get_client()
+    stream = streamed_body(request)
+    outgoing = client.build_request(
+        request.method,
+        request.url,
+        headers=list(request.headers.items()),
+        content=stream if stream is not None else request.body,
     )
-    response = Response(
-        reply.content,
-        status=reply.status_code,
-        headers=[(k, v) for k, v in reply.headers.multi_items() if k.lower() != "content-encoding"],
-    )
+    reply = await client.send(outgoing, stream=True)
+    headers = [(k, v) for k, v in reply.headers.multi_items() if k.lower() != "content-encoding"]
+    if reply.status_code in _NO_BODY_STATUSES or request.method == "HEAD":
+        await reply.aclose()
+        response = Response(None, status=reply.status_code, headers=headers)
+    else:
+        response = Response(
+            BodyStream(_ReplyBody(reply)), status=reply.status_code, headers=headers
+        )
     if host is not None:
         await host.gate.wait_open()
     return response
 
 
+class _ReplyBody:
+    """An httpx reply's body as chunks (decoded as httpx decodes it); closed at its end."""
+
+    __slots__ = ("_chunks", "_closed", "_reply")
+
+    def __init__(self, reply: httpx.Response) -> None:
+        self._reply = reply
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> _ReplyBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._chunks is None:
+            self._chunks = self._reply.aiter_bytes()
+        try:
+            return await anext(self._chunks)
+        except BaseException:  # the end, a failure, or a cancelled read: give it back
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._reply.aclose()
+
+    def __del__(self) -> None:
+        if self._closed:
+            return
+        with contextlib.suppress(RuntimeError):  # no loop running: the pool is gone too
+            task = asyncio.get_running_loop().create_task(self._reply.aclose())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
 async def close_client() -> None:
     global _client
+    if _closing:
+        await asyncio.gather(*_closing, return_exceptions=True)
     if _client is not None:
         await _client.aclose()
         _client = None

@@ -1,0 +1,223 @@
+"""Streamed bodies and Server-Sent Events on a real ``objectd serve`` (issue 10 §1).
+
+Real HTTP clients (httpx, streaming) read each chunk or event as it arrives; the
+objects say through their own routes what their generators did.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import EXAMPLES, Server, wait_until
+
+STREAMS_APP = Path(__file__).resolve().parent / "apps" / "streams"
+MiB = 1024 * 1024
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def streams(tmp_path: Path) -> Iterator[Server]:
+    project = tmp_path / "streams"
+    shutil.copytree(STREAMS_APP, project)
+    server = Server(project, tmp_path / "data", "--idle-timeout", "0.3").start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Server]:
+    project = tmp_path / "live"
+    shutil.copytree(EXAMPLES / "live", project, ignore=shutil.ignore_patterns(".objectd"))
+    server = Server(project, tmp_path / "data").start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def stats(server: Server) -> dict[str, Any]:
+    with server.client() as http:
+        response = http.get("/object/stats")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def step(server: Server) -> None:
+    with server.client() as http:
+        assert http.post("/object/step").text == "stepped"
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Server-Sent Events from a stream of lines: one dict per event or comment."""
+    event: dict[str, Any] = {}
+    for line in lines:
+        if line == "":
+            if event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            field, _, value = line.partition(":")
+            event[field] = value.removeprefix(" ")
+
+
+def test_a_streamed_response_is_chunked_and_each_chunk_leaves_as_produced(
+    streams: Server,
+) -> None:
+    """The second chunk is produced only after the test reads the first one and then
+    asks for it: so nothing on the way (uvicorn included) waits for the whole body."""
+    for path in ("/worker/stream", "/object/stream"):
+        with streams.client() as http, http.stream("GET", path) as response:
+            assert response.status_code == 200
+            assert "content-length" not in response.headers
+            assert response.headers["transfer-encoding"] == "chunked"
+            lines = response.iter_lines()
+            assert next(lines) == "one"
+            step(streams)
+            assert next(lines) == "two"
+            assert list(lines) == []
+    assert stats(streams)["closed"] == 1  # the object's generator ran to its end
+
+
+def test_a_client_that_goes_away_closes_the_objects_generator(streams: Server) -> None:
+    before = stats(streams)
+    with streams.client() as http, http.stream("GET", "/object/stream") as response:
+        lines = response.iter_lines()  # kept: a dropped iterator closes the response
+        assert next(lines) == "one"
+        assert stats(streams)["open"] == 1
+    # Leaving the block closes the connection mid-body: the generator waits for a step
+    # that never comes, and only the front closing it runs its finally.
+    wait_until(lambda: stats(streams)["closed"] == 1, timeout=10)
+    after = stats(streams)
+    assert after == {"instance": before["instance"], "closed": 1, "open": 0}
+    step(streams)  # nothing else of the object was affected
+    with streams.client() as http:
+        assert http.get("/worker/size").text == "0"
+
+
+def test_a_raising_stream_ends_the_connection_and_is_logged_once(streams: Server) -> None:
+    instance = stats(streams)["instance"]
+    with streams.client() as http, http.stream("GET", "/object/raise") as response:
+        lines = response.iter_lines()
+        assert next(lines) == "ok"
+        with pytest.raises(httpx.RemoteProtocolError):  # no closing chunk: truncated
+            list(lines)
+    wait_until(lambda: "stream broke: 7" in streams.output)
+    assert streams.output.count("objectd: a streamed response failed") == 1
+    assert streams.output.count("ValueError: stream broke: 7") == 1
+    assert stats(streams)["instance"] == instance  # not reset
+
+
+def test_a_long_lived_stream_keeps_its_object_live_until_it_ends(streams: Server) -> None:
+    """As a standard WebSocket does: with a stream open the object is not evicted
+    (idle timeout 0.3 s here); once the stream ends it is, as any idle object."""
+    instance = stats(streams)["instance"]
+    with streams.client() as http, http.stream("GET", "/object/stream") as response:
+        lines = response.iter_lines()
+        assert next(lines) == "one"
+        time.sleep(1.5)  # five idle timeouts with no event: only the stream holds it
+        assert stats(streams)["instance"] == instance
+        step(streams)
+        assert next(lines) == "two"
+    # Polled less often than the idle timeout, so the object can go between polls.
+    wait_until(lambda: stats(streams)["instance"] != instance, timeout=15, interval=1.0)
+
+
+def test_an_upload_past_the_buffered_limit_streams_into_an_object(streams: Server) -> None:
+    """120 MiB, over the 100 MiB limit of a buffered body, passed by the worker to the
+    object unread (``stub.fetch(request)``) and counted there chunk by chunk; the server
+    never holds it whole (its peak memory grows by far less than the body)."""
+    size = 120 * MiB
+    piece = b"x" * MiB
+
+    def body() -> Iterator[bytes]:
+        for _ in range(size // MiB):
+            yield piece
+
+    before = _peak_memory(streams)
+    with streams.client() as http:
+        response = http.post(
+            "/object/upload", content=body(), headers={"content-length": str(size)}
+        )
+    assert response.status_code == 200, response.text
+    counted = response.json()
+    assert counted["size"] == size and counted["chunks"] > 1
+    assert _peak_memory(streams) - before < 48 * MiB
+    with streams.client() as http:  # read whole, the same body is refused from its length
+        refused = http.post("/worker/size", content=body(), headers={"content-length": str(size)})
+    assert refused.status_code == 413
+
+
+def _peak_memory(server: Server) -> int:
+    assert server.proc is not None
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_graceful_stop_ends_open_streams_and_closes_their_generators(
+    streams: Server,
+) -> None:
+    """Without it, a stream that never ends (Server-Sent Events) held the shutdown for
+    uvicorn's whole graceful timeout (30 s), past this stop's bound."""
+    with streams.client() as http, http.stream("GET", "/object/stream") as response:
+        lines = response.iter_lines()
+        assert next(lines) == "one"
+        assert streams.stop(timeout=20) == 0
+        with pytest.raises(httpx.RemoteProtocolError):  # cut: no closing chunk
+            list(lines)
+    streams.start()  # the same data folder: the generator's finally was committed
+    assert stats(streams)["closed"] == 1
+
+
+# -- the live-updates example --------------------------------------------------------------
+
+
+def test_live_example_pushes_each_change_as_an_event(live: Server) -> None:
+    with live.client() as http, http.stream("GET", "/api/boards/t/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        assert "content-length" not in response.headers
+        events = sse_events(response.iter_lines())
+        first = next(events)  # the board as it is, while the stream goes on
+        assert first == {"id": "0", "data": json.dumps({"version": 0, "text": ""})}
+        assert not response.is_closed  # the first event came before the stream ended
+        with live.client() as writer:
+            assert writer.post("/api/boards/t", content="hello").json()["version"] == 1
+            assert writer.post("/api/boards/t", content="again").json()["version"] == 2
+        assert next(events) == {"id": "1", "data": json.dumps({"version": 1, "text": "hello"})}
+        assert next(events) == {"id": "2", "data": json.dumps({"version": 2, "text": "again"})}
+    with live.client() as http:  # a reconnect with Last-Event-ID gets only what it missed
+        http.post("/api/boards/t", content="third")
+        headers = {"last-event-id": "1"}
+        with http.stream("GET", "/api/boards/t/events", headers=headers) as response:
+            events = sse_events(response.iter_lines())
+            assert [next(events)["id"], next(events)["id"]] == ["2", "3"]
+
+
+def test_live_example_sends_heartbeats_and_closes_a_gone_subscriber(live: Server) -> None:
+    def board_stats() -> dict[str, Any]:
+        with live.client() as http:
+            return http.get("/api/boards/h/stats").json()
+
+    with live.client() as http, http.stream("GET", "/api/boards/h/events?heartbeat=0.1") as r:
+        events = sse_events(r.iter_lines())
+        assert next(events)["id"] == "0"
+        assert next(events) == {"comment": "heartbeat"}
+        assert board_stats() == {"subscribers": 1, "closed": 0}
+    wait_until(lambda: board_stats() == {"subscribers": 0, "closed": 1}, timeout=10)
+    with live.client() as http:
+        assert http.get("/").headers["content-type"].startswith("text/html")
+        assert "EventSource" in http.get("/").text
