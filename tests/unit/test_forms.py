@@ -157,6 +157,26 @@ def test_request_form_data_reads_what_a_real_client_sends() -> None:
     assert form.get_all("a") == ["1", "3"] and form["b"] == "two words" and form["empty"] == ""
 
 
+def test_form_data_and_blob_of_a_streamed_body() -> None:
+    """An upload still arriving is a streamed body: form_data() and blob() read it whole
+    first (they read only the bytes already held, and saw an empty body)."""
+    sent = httpx.Request("POST", "http://x/upload", files={"f": ("a.txt", b"hello", "text/plain")})
+    body = sent.read()
+
+    async def arriving() -> Any:
+        for start in range(0, len(body), 7):
+            yield body[start : start + 7]
+
+    def streamed() -> Request:
+        headers = dict(sent.headers.items())
+        return Request("http://x/upload", method="POST", body=arriving(), headers=headers)
+
+    form = run(streamed().form_data())
+    assert run(form["f"].bytes()) == b"hello"
+    blob = run(streamed().blob())
+    assert run(blob.bytes()) == body and blob.content_type.startswith("multipart/form-data")
+
+
 def test_bad_form_bodies_are_refused() -> None:
     plain = Request("http://x/", method="POST", body="hello")
     with pytest.raises(TypeError, match="FormData can only parse the following MIME types"):
