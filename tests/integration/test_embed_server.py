@@ -203,3 +203,50 @@ def test_mounted_asgi_relays_the_workers_own_upgrade(runtime: objectd.Runtime) -
 
     with serving(relaying_app(runtime)) as address:
         assert asyncio.run(client(address)) == ["hello /up", "echo x"]
+
+
+def test_mounted_asgi_refuses_upgrades_until_the_runtime_starts(tmp_path: Path) -> None:
+    """Starlette passes no lifespan to a mounted app: without the app's lifespan starting
+    the Runtime, runtime.asgi answers 503 rather than loading the project itself."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "wrangler.toml").write_text(WRANGLER)
+    (root / "worker.py").write_text(textwrap.dedent(WORKER))
+    sys.modules.pop("worker", None)
+    runtime = objectd.Runtime(root, data_dir=tmp_path / "data")
+    app = Starlette(routes=[Mount("/do", app=runtime.asgi)])  # no lifespan=runtime.lifespan
+
+    async def upgrade(address: str) -> InvalidStatus:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(f"ws://{address}/do/up", open_timeout=10):
+                pass
+        return info.value
+
+    with serving(app) as address:
+        refusal = asyncio.run(upgrade(address))
+        with httpx.Client(base_url=f"http://{address}", timeout=10) as http:
+            response = http.get("/do/x")
+    assert refusal.response.status_code == response.status_code == 503
+    assert b"the objectd Runtime serving this path is not started" in refusal.response.body
+    assert "is not started" in response.text
+    assert not runtime.started and not (tmp_path / "data").exists()
+
+
+def test_mounted_asgi_without_entrypoint_refuses_upgrades_saying_why(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "wrangler.toml").write_text(WRANGLER)
+    (root / "worker.py").write_text(textwrap.dedent(WORKER).split("class Default")[0])
+    sys.modules.pop("worker", None)
+    runtime = objectd.Runtime(root, data_dir=tmp_path / "data")
+
+    async def upgrade(address: str) -> InvalidStatus:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(f"ws://{address}/do/up", open_timeout=10):
+                pass
+        return info.value
+
+    with serving(relaying_app(runtime)) as address:
+        refusal = asyncio.run(upgrade(address))
+    assert refusal.response.status_code == 500
+    assert b"has no Worker entrypoint" in refusal.response.body

@@ -229,3 +229,44 @@ def test_a_start_that_fails_after_loading_releases_the_folder(
             return value
 
     assert asyncio.run(main()) == 1
+
+
+class AcceptedSocket:
+    """A framework WebSocket its endpoint has accepted already: records what is sent."""
+
+    def __init__(self) -> None:
+        self.scope = {"type": "websocket", "path": "/ws", "headers": []}
+        self.sent: list[object] = []
+
+    async def receive(self) -> dict[str, object]:
+        return {"type": "websocket.receive", "text": "early"}
+
+    async def send(self, message: object) -> None:
+        self.sent.append(message)
+
+
+def test_connect_websocket_refuses_a_websocket_already_accepted(tmp_path: Path) -> None:
+    socket = AcceptedSocket()
+
+    async def main() -> None:
+        async with objectd.Runtime(write_project(tmp_path), data_dir=tmp_path / "d") as runtime:
+            stub = runtime.env.THINGS.get_by_name("a")
+            with pytest.raises(RuntimeError, match="needs a WebSocket that is not accepted yet"):
+                await runtime.connect_websocket(stub, socket)
+
+    asyncio.run(main())
+    assert socket.sent == []
+
+
+def test_concurrent_starts_load_the_project_once(tmp_path: Path) -> None:
+    runtime = objectd.Runtime(write_project(tmp_path), data_dir=tmp_path / "d")
+
+    async def main() -> list[str]:
+        results = await asyncio.gather(runtime.start(), runtime.start(), return_exceptions=True)
+        await runtime.close()
+        return sorted(repr(result) for result in results)
+
+    assert asyncio.run(main()) == [
+        "None",
+        "RuntimeError('this objectd.Runtime is already started')",
+    ]

@@ -91,6 +91,7 @@ class Runtime:
         )
         self.asgi = _MountedWorker(self)
         self._owned_by_asgi = False  # started by runtime.asgi's own lifespan events
+        self._starting = False
 
     @property
     def started(self) -> bool:
@@ -110,9 +111,13 @@ class Runtime:
     async def start(self) -> None:
         """Load the project and start its alarms, or raise why not (a ConfigError, or
         DataFolderInUseError when a server or another Runtime holds the data folder)."""
-        if self._app.project is not None:
+        if self._app.project is not None or self._starting:
             raise RuntimeError("this objectd.Runtime is already started")
-        await self._app.startup()
+        self._starting = True
+        try:
+            await self._app.startup()
+        finally:
+            self._starting = False
 
     async def close(self) -> None:
         """Close the project: every committed write synced, every file closed, the data
@@ -165,8 +170,13 @@ class Runtime:
             return await stub.fetch(request)
 
         first = await websocket.receive()
-        if first["type"] != "websocket.connect":
+        if first["type"] == "websocket.disconnect":
             return  # the client went away before the handshake
+        if first["type"] != "websocket.connect":
+            raise RuntimeError(
+                "connect_websocket() needs a WebSocket that is not accepted yet (the object's "
+                f"fetch answers the handshake); its first message was {first['type']!r}"
+            )
         await serve_upgrade(
             websocket.scope, send, websocket.receive, fetch, self._app.ws_send_buffer,
             _uncaught, url=url,
@@ -242,7 +252,12 @@ class _MountedWorker:
             elif message["type"] == "lifespan.shutdown":
                 if runtime._owned_by_asgi:
                     runtime._owned_by_asgi = False
-                    await runtime.close()
+                    try:
+                        await runtime.close()
+                    except Exception as exc:
+                        log.exception("objectd: the Runtime did not close cleanly")
+                        await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                        return
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
