@@ -2,7 +2,13 @@
 
 The public API; everything else is internal.  Each name keeps Cloudflare's noun,
 and camelCase aliases of methods live on the classes themselves.
+
+``Runtime`` (objectd inside another ASGI app or asyncio program) is imported on first
+use: it brings the HTTP front (uvicorn), which code that only defines objects does not
+need.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from objectd.errors import (
     ConfigError,
@@ -40,6 +46,9 @@ from objectd.runtime.storage_api import (
 from objectd.runtime.websockets import WebSocket, WebSocketPair
 from objectd.storage.sql import SqlStorage, SqlStorageCursor
 
+if TYPE_CHECKING:
+    from objectd.asgi.embed import Runtime
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -72,6 +81,7 @@ __all__ = [
     "Request",
     "Response",
     "RpcError",
+    "Runtime",
     "SerializationError",
     "SqlError",
     "SqlStorage",
@@ -84,3 +94,11 @@ __all__ = [
     "WorkerEntrypoint",
     "fetch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Runtime":
+        from objectd.asgi.embed import Runtime
+
+        return Runtime
+    raise AttributeError(f"module 'objectd' has no attribute {name!r}")

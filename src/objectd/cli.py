@@ -6,7 +6,8 @@ changes (the data stays; ``asgi.reload``).  ``objectd serve [DIR]`` serves witho
 reloading.  Both bind the socket first, so ``--port 0`` works, and print ``objectd:
 serving <name> on <url>`` once the project is loaded and ready.  A port in use is one
 line naming it.  In ``dev``, code that does not load is answered 500 with its error until
-a save fixes it; ``serve`` exits instead.
+a save fixes it; ``serve`` exits instead.  ``objectd init DIR`` writes a new project
+from a template shipped in the package (``objectd.templates``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from objectd.errors import ConfigError, DataFolderInUseError
 from objectd.runtime.committer import Durability
 from objectd.runtime.data_lock import check_data_folder
 from objectd.runtime.settings import RuntimeSettings
+from objectd.templates import TEMPLATES, InitError, write_project
 
 __all__ = ["main"]
 
@@ -312,6 +314,35 @@ def serve(directory: Path, data_dir: Path | None, durability: str, **options: An
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=True, path_type=Path))
+@click.option(
+    "--template",
+    type=click.Choice(TEMPLATES),
+    default="counter",
+    show_default=True,
+    help="counter: one object behind a Worker; chat: rooms over WebSockets with a page; "
+    "fastapi: a FastAPI app using objects through objectd.Runtime.",
+)
+def init(directory: Path, template: str) -> None:
+    """Write a new project (wrangler.toml, a worker, tests) into DIRECTORY.
+
+    DIRECTORY must be empty or not exist yet; nothing is written otherwise.
+    """
+    try:
+        written = write_project(directory, template)
+    except InitError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"objectd: wrote a {template} project in {directory}:")
+    for path in written:
+        click.echo(f"  {path}")
+    click.echo("next:")
+    if template == "fastapi":
+        click.echo(f"  cd {directory} && uvicorn app:app   # the FastAPI app (needs fastapi)")
+    click.echo(f"  objectd dev {directory}")
+    click.echo(f"  pytest {directory / 'tests'}")
 
 
 def _settings(options: dict[str, Any], plan: DescriptorPlan) -> RuntimeSettings | None:

@@ -34,7 +34,7 @@ from objectd.asgi.request_body import IncomingBody
 from objectd.asgi.streaming import send_streamed
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
 from objectd.errors import DurableObjectError, ObjectResetError
-from objectd.fetch import Headers, Request, streamed_body
+from objectd.fetch import Headers, Request, Response, streamed_body
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
 from objectd.runtime.loader import describe_load_error
@@ -43,7 +43,7 @@ from objectd.runtime.relay import relay
 from objectd.runtime.settings import RuntimeSettings
 from objectd.streams import BodyStream
 
-__all__ = ["ObjectdApp", "app_from_environment"]
+__all__ = ["NOT_STARTED_MESSAGE", "ObjectdApp", "app_from_environment", "serve_upgrade"]
 
 log = logging.getLogger("objectd")
 
@@ -83,6 +83,11 @@ _BUSY_HEADERS = [*_ERROR_HEADERS, (b"retry-after", b"1")]
 TEST_SCHEDULED_PATH = "/__scheduled"
 # What callers into objects see when objectd dev reloads (spec §12, checklist 152).
 CODE_UPDATED_MESSAGE = "Durable Object reset because its code was updated."
+# The answer (503) of an app that loads its project only when told to (``objectd.Runtime``).
+NOT_STARTED_MESSAGE = (
+    b"Service Unavailable: the objectd Runtime serving this path is not started (use "
+    b"`async with runtime:` or FastAPI(lifespan=runtime.lifespan)), or it has closed\n"
+)
 
 
 class ObjectdApp:
@@ -104,6 +109,8 @@ class ObjectdApp:
         test_scheduled: bool = False,
         code_reloads: bool = False,
         admin_token: str | None = None,
+        load_on_demand: bool = True,
+        require_entrypoint: bool = True,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.secrets = secrets
@@ -126,6 +133,11 @@ class ObjectdApp:
         self.code_reloads = code_reloads
         # /__objectd/: open in development, else only with the token (asgi/admin.py).
         self.admin = AdminRoutes(token=admin_token, open_without_token=show_errors)
+        # A request before the lifespan startup loads the project (a server without
+        # lifespan events), unless the app's owner loads it (``objectd.Runtime``): then
+        # such a request is answered 503, so that nothing loads what the owner closed.
+        self.load_on_demand = load_on_demand
+        self.require_entrypoint = require_entrypoint  # False: classes and bindings only
         self.project: Project | None = None
         # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
@@ -155,10 +167,22 @@ class ObjectdApp:
                 environment=self.environment,
                 settings=self.settings,
                 secrets=self.secrets,
+                require_entrypoint=self.require_entrypoint,
             )
-            await project.start()
+            try:
+                await project.start()
+            except BaseException:
+                await project.close()  # the data-folder lock and every file with it
+                raise
             self.project = project
         return self.project
+
+    async def _serving(self) -> Project | None:
+        """The project, loaded now if nothing loaded it yet; None if the app must not
+        load it itself (``load_on_demand`` false)."""
+        if self.project is not None or not self.load_on_demand:
+            return self.project
+        return await self.startup()
 
     async def shutdown(self) -> None:
         if self.project is not None:
@@ -255,7 +279,10 @@ class ObjectdApp:
     async def _run_scheduled(self, scope: Scope, send: Send) -> None:
         """``/__scheduled?cron=<expr>[&time=<ms>]``: run scheduled() now; the cron is passed
         as given, as wrangler does (``+`` for the spaces)."""
-        project = self.project or await self.startup()
+        project = self.project or await self._serving()
+        if project is None:
+            await _send_plain(send, 503, NOT_STARTED_MESSAGE, _BUSY_HEADERS)
+            return
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
         cron = query.get("cron", [""])[0]
         time = query.get("time", [""])[0]
@@ -306,7 +333,10 @@ class ObjectdApp:
         receive: Receive,
         send: Send,
     ) -> None:
-        project = self.project or await self.startup()
+        project = self.project or await self._serving()
+        if project is None:
+            await _send_plain(send, 503, NOT_STARTED_MESSAGE, _BUSY_HEADERS)
+            return
         try:
             request = _request_from_scope(scope, host, body, incoming)
         except (DurableObjectError, ValueError) as exc:  # the client's fault, not the worker's
@@ -369,29 +399,54 @@ class ObjectdApp:
         """
         if (await receive())["type"] != "websocket.connect":
             return
-        project = self.project or await self.startup()
-        try:
-            request = _request_from_scope(scope, _scan_headers(scope)[0], b"")
-        except (DurableObjectError, ValueError) as exc:  # the client's fault, as for HTTP
-            log.info("objectd: bad request: %s", exc)
-            await _deny(scope, send, 400, b"Bad Request", _ERROR_HEADERS)
+        project = self.project or await self._serving()
+        if project is None:
+            await _deny(scope, send, 503, NOT_STARTED_MESSAGE, _BUSY_HEADERS)
             return
-        try:
-            request.headers.set("upgrade", "websocket")
-            response = await project.fetch(request)
-            socket = response.web_socket
-            connection = Connection(send, scope, self.ws_send_buffer)
-            link = relay(socket, connection) if socket is not None else None
-            denial = await response.bytes() if link is None else b""  # a stream, read whole
-        except Exception as exc:
-            await _deny(scope, send, 500, self._uncaught(exc), _ERROR_HEADERS)
-            return
-        if link is None:
-            await _deny(scope, send, response.status, denial, response.headers.raw())
-            return
-        await send(_accept_message(response.headers))
-        del request, response, socket  # an idle connection should hold only what it needs
-        await connection.run(receive, link)
+        await serve_upgrade(
+            scope, send, receive, project.fetch, self.ws_send_buffer, self._uncaught
+        )
+
+
+async def serve_upgrade(
+    scope: Scope,
+    send: Send,
+    receive: Receive,
+    fetch: Callable[[Request], Awaitable[Response]],
+    send_buffer: int,
+    uncaught: Callable[[Exception], bytes],
+    *,
+    url: str | None = None,
+) -> None:
+    """Answer an upgrade whose ``websocket.connect`` was received: ``fetch`` (the worker's,
+    or an object's) is asked, a 101 is accepted and relayed until the connection ends, and
+    any other answer denies the upgrade with it.  ``uncaught`` logs an exception ``fetch``
+    raised and returns the 500 body; ``url``: the request's URL instead of the scope's.
+    """
+    try:
+        request = _request_from_scope(scope, _scan_headers(scope)[0], b"")
+        if url is not None:
+            request = Request(url, headers=request.headers)
+    except (DurableObjectError, ValueError) as exc:  # the client's fault, as for HTTP
+        log.info("objectd: bad request: %s", exc)
+        await _deny(scope, send, 400, b"Bad Request", _ERROR_HEADERS)
+        return
+    try:
+        request.headers.set("upgrade", "websocket")
+        response = await fetch(request)
+        socket = response.web_socket
+        connection = Connection(send, scope, send_buffer)
+        link = relay(socket, connection) if socket is not None else None
+        denial = await response.bytes() if link is None else b""  # a stream, read whole
+    except Exception as exc:
+        await _deny(scope, send, 500, uncaught(exc), _ERROR_HEADERS)
+        return
+    if link is None:
+        await _deny(scope, send, response.status, denial, response.headers.raw())
+        return
+    await send(_accept_message(response.headers))
+    del request, response, socket  # an idle connection should hold only what it needs
+    await connection.run(receive, link)
 
 
 def _scan_headers(scope: Scope) -> tuple[str | None, int]:

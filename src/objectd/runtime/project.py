@@ -114,7 +114,7 @@ class Project:
         self.committer = committer
         self.settings = settings
         self.lifecycle = lifecycle
-        self._entry = _find_entrypoint(module, config)
+        self._entry = _find_entrypoint(module)
         self._scheduled = find_scheduled(module)
         # Runs scheduled() on the cron triggers' minutes; None without triggers.
         self.crons: CronScheduler | None = None
@@ -144,8 +144,14 @@ class Project:
         settings: RuntimeSettings | None = None,
         secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
         lock_data_folder: bool = True,
+        require_entrypoint: bool = True,
     ) -> Project:
         """Load the project in ``directory`` against its data folder, or refuse it.
+
+        ``require_entrypoint``: refuse a main module without a Worker entrypoint (a
+        ``Default(WorkerEntrypoint)`` class or ``on_fetch``).  False for a project that
+        only holds classes and bindings, used through ``env`` from another program
+        (``objectd.Runtime``): its :meth:`fetch` then raises, see :attr:`has_entrypoint`.
 
         ``lock_data_folder``: hold the data folder's server lock until :meth:`close`
         (``runtime.data_lock``); a second server on the same folder then raises
@@ -157,6 +163,8 @@ class Project:
             project = cls._load(
                 directory, data_dir, durability, environment, settings, secrets, locks
             )
+            if require_entrypoint and not project.has_entrypoint:
+                raise ConfigError(_no_entrypoint(project.config))
             if locks:
                 locks[0].acquire()  # a data folder that the migrations have just created
         except BaseException:
@@ -272,8 +280,15 @@ class Project:
 
             self.committer.run_in_thread(fill, failure="could not make spare object files")
 
+    @property
+    def has_entrypoint(self) -> bool:
+        """Whether the main module has a Worker entrypoint for :meth:`fetch`."""
+        return self._entry is not None
+
     async def fetch(self, request: Request) -> Response:
         """Serve one request through the worker's entrypoint."""
+        if self._entry is None:
+            raise TypeError(_no_entrypoint(self.config))
         ctx = ExecutionContext(self._wait_until)
         try:
             response = await self._entry(request, self.env, ctx)
@@ -382,7 +397,14 @@ class Project:
 _Entry = Callable[[Request, Env, ExecutionContext], Any]
 
 
-def _find_entrypoint(module: ModuleType, config: ProjectConfig) -> _Entry:
+def _no_entrypoint(config: ProjectConfig) -> str:
+    return (
+        f"{config.main}: no entrypoint: define `class Default(WorkerEntrypoint)` with "
+        "`async def fetch(self, request)`, or a module-level `on_fetch(request, env, ctx)`"
+    )
+
+
+def _find_entrypoint(module: ModuleType) -> _Entry | None:
     default = getattr(module, "Default", None)
     if isinstance(default, type) and issubclass(default, WorkerEntrypoint):
         entry_cls = default
@@ -405,10 +427,7 @@ def _find_entrypoint(module: ModuleType, config: ProjectConfig) -> _Entry:
             return await result if inspect.isawaitable(result) else result
 
         return call_function
-    raise ConfigError(
-        f"{config.main}: no entrypoint: define `class Default(WorkerEntrypoint)` with "
-        "`async def fetch(self, request)`, or a module-level `on_fetch(request, env, ctx)`"
-    )
+    return None
 
 
 def _make_private(root: Path) -> None:
