@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from objectd.asgi import inspector
 from objectd.asgi.admin import AdminRoutes
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
@@ -123,6 +124,7 @@ class ObjectdApp:
         self.code_reloads = code_reloads
         # /__objectd/: open in development, else only with the token (asgi/admin.py).
         self.admin = AdminRoutes(token=admin_token, open_without_token=show_errors)
+        inspector.install(self)
         self.project: Project | None = None
         # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
@@ -188,6 +190,7 @@ class ObjectdApp:
                     continue
                 if self.code_reloads:
                     on_code_update(self._code_updated)
+                inspector.record_address(self, project)
                 if self.announce:
                     print(f"objectd: serving {project.config.name} on {self.announce}", flush=True)
                 await send({"type": "lifespan.startup.complete"})

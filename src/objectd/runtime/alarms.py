@@ -226,6 +226,15 @@ class AlarmScheduler:
         if slot is not None:
             slot.trusted = False
 
+    def known_names(self, object_class: ObjectClass) -> dict[str, str]:
+        """The names of the class's objects that have index rows, by id (the inspector)."""
+        namespace = self._keys.get(object_class.name)
+        return {
+            oid: slot.name
+            for (ns, oid), slot in self._slots.items()
+            if ns == namespace and slot.name is not None
+        }
+
     def _index_dirty(self) -> None:
         self._committer.enqueue_first(self._commit_index)
 
