@@ -41,6 +41,7 @@ from objectd.config import load_project
 from objectd.errors import ConfigError, DataFolderInUseError, InvalidIdError
 from objectd.runtime import data_lock
 from objectd.runtime.inspection import FolderInspector, InspectError, read_classes
+from objectd.storage import inspection
 from objectd.storage.alarm_index import ALARM_INDEX_NAME, AlarmIndex
 from objectd.storage.syncing import fsync_path
 
@@ -106,6 +107,7 @@ class FolderSource(Source):
         calls = {
             "summary": lambda: inspector.summary(),
             "objects": lambda: inspector.objects(params["class"], search=params.get("search")),
+            "ids": lambda: inspector.ids(params["class"]),
             "object": lambda: inspector.object(params["class"], params["id"]),
             "query": lambda: inspector.query(params["class"], params["id"], params["sql"]),
             "alarms": lambda: inspector.alarms(),
@@ -338,35 +340,37 @@ def export_command(
     with _source(folder, admin_token) as source:
         click.echo(f"objectd: reading {source.description}", err=True)
         summary = source.get("summary")
-        chosen: list[dict[str, Any]] = []
+        known = [c["class"] for c in summary["classes"]]
+        if class_name is not None and class_name not in known:
+            script = summary["script"]
+            raise click.ClickException(f"no class {class_name!r} in script {script!r}")
+        chosen: list[tuple[str, str, str | None]] = []  # (class, id, name)
         if object_ref is not None:
             assert class_name is not None
             one = source.get("object", **{"class": class_name, "id": object_ref})
-            chosen.append(one)
+            chosen.append((class_name, one["id"], one["name"]))
         else:
-            for c in summary["classes"]:
-                if class_name is None or c["class"] == class_name:
-                    chosen.extend(source.get("objects", **{"class": c["class"]})["objects"])
-            known = [c["class"] for c in summary["classes"]]
-            if class_name is not None and class_name not in known:
-                script = summary["script"]
-                raise click.ClickException(f"no class {class_name!r} in script {script!r}")
+            for name in known:
+                if class_name is None or name == class_name:
+                    listing = source.get("ids", **{"class": name})
+                    names = listing["names"]
+                    chosen.extend((name, oid, names.get(oid)) for oid in listing["ids"])
         dest.mkdir(parents=True, exist_ok=True)
         entries = []
-        with Progress(transient=False) as progress:
+        with Progress(console=Console(stderr=True)) as progress:
             task = progress.add_task("exporting", total=len(chosen))
-            for item in chosen:
-                data = source.snapshot(item["class"], item["id"])
-                relative = f"{item['class']}/{item['id']}.sqlite"
+            for object_class, oid, object_name in chosen:
+                data = source.snapshot(object_class, oid)
+                relative = f"{object_class}/{oid}.sqlite"
                 target = dest / relative
                 target.parent.mkdir(exist_ok=True)
                 target.write_bytes(data)
                 entries.append(
                     {
-                        "class": item["class"],
-                        "id": item["id"],
-                        "name": item["name"],
-                        "alarm_ms": item["alarm_ms"],
+                        "class": object_class,
+                        "id": oid,
+                        "name": object_name,
+                        "alarm_ms": _alarm_of(target),
                         "file": relative,
                         "bytes": len(data),
                         "sha256": hashlib.sha256(data).hexdigest(),
@@ -422,6 +426,12 @@ def import_command(
     finally:
         lock.release()
     click.echo(f"objectd: imported {len(plan)} objects into {folder}", err=True)
+
+
+def _alarm_of(path: Path) -> int | None:
+    """The alarm stored in an exported copy (its own file: nobody else has it open)."""
+    with inspection.open_read_only(path) as conn:
+        return inspection.stored_alarm(conn)
 
 
 def _read_manifest(source: Path) -> dict[str, Any]:
@@ -485,7 +495,7 @@ def _check_import(
 def _write_import(folder: Path, plan: list[tuple[dict[str, Any], Path, Path, str]]) -> None:
     index = AlarmIndex(folder / ALARM_INDEX_NAME)
     try:
-        with Progress() as progress:
+        with Progress(console=Console(stderr=True)) as progress:
             task = progress.add_task("importing", total=len(plan))
             for entry, file, target, namespace in plan:
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,7 @@ def test_inspect_reads_through_the_running_server(
         assert alice["tables"][0]["name"] == "notes"
         assert alice["tables"][0]["rows"] == [[1, "hello"]]
         assert alice["alarm_ms"] == LATER_MS
-        assert alice["socket_list"] == [{"tags": ["room-1"], "state": "open"}]
+        assert alice["socket_list"] == [{"tags": ["room-1"], "state": "open", "hibernatable": True}]
 
         ws.send("still here")
         assert ws.recv(timeout=10) == "still here"

@@ -10,6 +10,7 @@ opens a live object's file a second time.
 ``GET api/summary``                    the script's classes and their object counts
 ``GET api/objects?class=C&search=S``   a class's objects: id, name, size, last write,
                                        alarm, open sockets
+``GET api/ids?class=C``                every stored id of a class, and the known names
 ``GET api/object?class=C&id=X``        one object: KV pairs (decoded), tables, sockets
 ``GET api/query?class=C&id=X&sql=Q``   a read-only query against one object
 ``GET api/alarms``                     every stored alarm, soonest first
@@ -127,6 +128,9 @@ async def _answer(inspector: LiveInspector, what: str, query: dict[str, str]) ->
     if what == "objects":
         (class_name,) = _need(query, "class")
         return await inspector.objects(class_name, search=query.get("search"))
+    if what == "ids":
+        (class_name,) = _need(query, "class")
+        return await inspector.ids(class_name)
     if what == "object":
         class_name, oid = _need(query, "class", "id")
         return await inspector.object(class_name, oid)
@@ -268,10 +272,14 @@ async def _object_page(inspector: LiveInspector, query: dict[str, str]) -> tuple
         parts.append(_table(table["columns"], [[_e(v) for v in r] for r in table["rows"]]))
     parts.append("</div><h2>Live WebSockets</h2>")
     sockets = item["socket_list"] or []
+    kinds = {True: "hibernatable", False: "standard API"}
     parts.append(
         _table(
-            ["state", "tags"],
-            [[_e(s["state"]), _e(", ".join(s["tags"]))] for s in sockets],
+            ["state", "kind", "tags"],
+            [
+                [_e(s["state"]), _e(kinds[s["hibernatable"]]), _e(", ".join(s["tags"]))]
+                for s in sockets
+            ],
             "sockets",
         )
     )
@@ -297,9 +305,11 @@ async def _object_page(inspector: LiveInspector, query: dict[str, str]) -> tuple
 
 async def _alarms_page(inspector: LiveInspector, _query: dict[str, str]) -> tuple[str, str]:
     found = await inspector.alarms()
+    now_ms = inspector._now() * 1000
     rows = [
         [
             f'<span class="due">{_e(a["alarm"])} (due)</span>' if a["due"] else _e(a["alarm"]),
+            _e(_from_now(a["alarm_ms"] - now_ms)),
             _e(a["class"]),
             _link(
                 "object",
@@ -311,7 +321,21 @@ async def _alarms_page(inspector: LiveInspector, _query: dict[str, str]) -> tupl
         for a in found["alarms"]
     ]
     intro = f"<p>Now: {_e(found['now'])}. Soonest first.</p>"
-    return "Alarms", intro + _table(["time", "class", "object"], rows, "alarms")
+    return "Alarms", intro + _table(["time", "", "class", "object"], rows, "alarms")
+
+
+def _from_now(ms: float) -> str:
+    """``in 3 h 20 min`` / ``5 s ago``: where an alarm sits on the timeline."""
+    seconds = abs(ms) / 1000
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            parts.append(f"{int(seconds // size)} {unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    text = " ".join(parts) or f"{int(seconds)} s"
+    return f"in {text}" if ms >= 0 else f"{text} ago"
 
 
 # -- signing in from a browser ------------------------------------------------------------

@@ -141,9 +141,14 @@ class Inspector:
     async def _read(self, info: ClassInfo, object_id: DurableObjectId, read: Reading[T]) -> T:
         raise NotImplementedError
 
+    def _indexed(self, info: ClassInfo) -> dict[str, str | None]:
+        """The class's objects in the alarm index (every one with an alarm is), and their
+        names where known."""
+        raise NotImplementedError
+
     def _names(self, info: ClassInfo) -> dict[str, str]:
         """Names known for the class's object ids."""
-        raise NotImplementedError
+        return {oid: name for oid, name in self._indexed(info).items() if name is not None}
 
     def _sockets(self, info: ClassInfo, object_id: str) -> list[dict[str, Any]] | None:
         """The object's live WebSockets; None where that cannot be known (no server)."""
@@ -182,6 +187,7 @@ class Inspector:
     ) -> dict[str, Any]:
         """The class's objects whose id starts with, or whose name contains, ``search``."""
         info = self._class(class_name)
+        indexed = self._indexed(info)
         names = self._names(info)
         needle = (search or "").strip().lower()
         chosen = [
@@ -189,14 +195,27 @@ class Inspector:
             for oid in info.stored_ids()
             if not needle or oid.startswith(needle) or needle in names.get(oid, "").lower()
         ]
-        rows = [await self._describe(info, oid, names) for oid in chosen[:limit]]
+        rows = [await self._describe(info, oid, names, indexed) for oid in chosen[:limit]]
         return {"class": info.name, "objects": rows, "truncated": len(chosen) > limit}
 
-    async def _describe(self, info: ClassInfo, oid: str, names: dict[str, str]) -> dict[str, Any]:
+    async def ids(self, class_name: str) -> dict[str, Any]:
+        """Every stored id of the class, and the names known (for export: no file is read)."""
+        info = self._class(class_name)
+        return {"class": info.name, "ids": info.stored_ids(), "names": self._names(info)}
+
+    async def _describe(
+        self,
+        info: ClassInfo,
+        oid: str,
+        names: dict[str, str],
+        indexed: dict[str, str | None] | None = None,
+    ) -> dict[str, Any]:
         object_id = info.minter.id_from_string(oid)
         path = info.directory / f"{oid}.sqlite"
         stats = files.file_stats(path)
-        alarm = await self._read(info, object_id, lambda conn, _: files.stored_alarm(conn))
+        alarm = None
+        if indexed is None or oid in indexed:  # without an index row, it has no alarm
+            alarm = await self._read(info, object_id, lambda conn, _: files.stored_alarm(conn))
         sockets = self._sockets(info, oid)
         return {
             "class": info.name,
@@ -279,7 +298,10 @@ class Inspector:
         found: list[dict[str, Any]] = []
         for info in self.classes.values():
             names = self._names(info)
-            for oid in info.stored_ids():
+            stored = set(info.stored_ids())
+            # Every object with an alarm has an index row (a row may be stale: the
+            # object's own alarm decides).
+            for oid in sorted(set(self._indexed(info)) & stored):
                 object_id = info.minter.id_from_string(oid)
                 ms = await self._read(info, object_id, lambda conn, _: files.stored_alarm(conn))
                 if ms is not None:
@@ -309,21 +331,19 @@ class FolderInspector(Inspector):
     def __init__(self, script_folder: Path) -> None:
         super().__init__(script_folder.name, read_classes(script_folder))
         self.folder = script_folder
-        self._index_names = self._read_index()
+        self._index = self._read_index()
 
-    def _read_index(self) -> dict[tuple[str, str], str]:
+    def _read_index(self) -> dict[tuple[str, str], str | None]:
         path = self.folder / ALARM_INDEX_NAME
         if not path.is_file():
             return {}
         with files.open_read_only(path) as conn:
-            rows = conn.execute(
-                "SELECT namespace, object_id, name FROM alarms WHERE name IS NOT NULL"
-            ).fetchall()
+            rows = conn.execute("SELECT namespace, object_id, name FROM alarms").fetchall()
         return {(ns, oid): name for ns, oid, name in rows}
 
-    def _names(self, info: ClassInfo) -> dict[str, str]:
+    def _indexed(self, info: ClassInfo) -> dict[str, str | None]:
         key = info.namespace_key
-        return {oid: name for (ns, oid), name in self._index_names.items() if ns == key}
+        return {oid: name for (ns, oid), name in self._index.items() if ns == key}
 
     async def _read(self, info: ClassInfo, object_id: DurableObjectId, read: Reading[T]) -> T:
         path = info.directory / f"{object_id.to_string()}.sqlite"
@@ -349,10 +369,13 @@ class LiveInspector(Inspector):
     def _now(self) -> float:
         return self.project.settings.clock.now()
 
-    def _names(self, info: ClassInfo) -> dict[str, str]:
+    def _indexed(self, info: ClassInfo) -> dict[str, str | None]:
         oc = self.project.classes[info.name]
-        names = {} if oc.alarms is None else oc.alarms.known_names(oc)
-        for object_id, host in oc.hosts.items():
+        return {} if oc.alarms is None else oc.alarms.indexed(oc)
+
+    def _names(self, info: ClassInfo) -> dict[str, str]:
+        names = super()._names(info)
+        for object_id, host in self.project.classes[info.name].hosts.items():
             name = host.id.name or object_id.name
             if name is not None:
                 names[object_id.to_string()] = name
@@ -364,11 +387,17 @@ class LiveInspector(Inspector):
         manager = None if host is None else host.websockets
         if manager is None:
             return []
-        # The hibernatable sockets (accept_web_socket), newest first, with their tags.
-        return [
-            {"tags": list(ws._tags), "state": ws.ready_state.name.lower()}
+        # The hibernatable sockets (accept_web_socket), newest first, with their tags;
+        # then those on the standard API (ws.accept()), which have no tags.
+        hibernatable = [
+            {"tags": list(ws._tags), "state": ws.ready_state.name.lower(), "hibernatable": True}
             for ws in manager.sockets()
         ]
+        standard = [
+            {"tags": [], "state": ws.ready_state.name.lower(), "hibernatable": False}
+            for ws in manager._pinned
+        ]
+        return hibernatable + standard
 
     async def _read(self, info: ClassInfo, object_id: DurableObjectId, read: Reading[T]) -> T:
         oc = self.project.classes[info.name]
