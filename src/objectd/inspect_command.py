@@ -310,6 +310,9 @@ def _show_alarms(console: Console, result: dict[str, Any]) -> None:
         [a["alarm"], "due" if a["due"] else "", a["class"], a["id"], a["name"]]
         for a in result["alarms"]
     ]
+    if not rows:
+        console.print(Text(f"no alarms (at {result['now']})"))
+        return
     title = f"alarms at {result['now']}"
     console.print(_table(title, ["time", "", "class", "id", "name"], rows))
 
