@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_OBJECTS",
+    "MAX_SHOWN",
     "ClassInfo",
     "FolderInspector",
     "InspectError",
@@ -56,8 +57,13 @@ __all__ = [
 
 T = TypeVar("T")
 MAX_OBJECTS = 1_000  # objects one listing shows per class at most (then ``truncated``)
+# What one object's page or dump shows of each value: KV values of up to
+# files.MAX_VALUE_BYTES (encoded), and every repr or SQL value cut at MAX_SHOWN
+# characters, so that 1,000 values of 2 MiB each make a page of megabytes, not gigabytes.
+MAX_SHOWN = 4_096
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
-_BUSY_ATTEMPTS = 50  # commits waited for before a live object is read as it is
+_BUSY_ATTEMPTS = 50  # commits waited for before a live object's read is refused as busy
+_BUSY_PAUSE_S = 0.02
 _OPEN_WAIT_S = 10.0  # how long to wait for a live object's file to finish opening or closing
 Reading = Callable[[sqlite3.Connection, Any], T]  # (connection, the authorizer to restore)
 
@@ -116,10 +122,31 @@ def render(value: Any) -> Any:
 
 
 def _cell(value: Any) -> Any:
-    """A SQL value as JSON (BLOBs as SQL's hex literal)."""
+    """A SQL value as JSON (BLOBs as SQL's hex literal), cut to MAX_SHOWN characters."""
     if isinstance(value, bytes):
-        return f"x'{value.hex()}'"
+        shown = value[: MAX_SHOWN // 2].hex()
+        return f"x'{shown}'" + (f"… ({len(value)} bytes)" if len(value) > MAX_SHOWN // 2 else "")
+    if isinstance(value, str) and len(value) > MAX_SHOWN:
+        return value[:MAX_SHOWN] + f"… ({len(value)} characters)"
     return value
+
+
+def _kv(entry: files.KvEntry) -> dict[str, Any]:
+    """A KV pair as JSON: the value itself when it is small, and its (cut) ``repr``."""
+    if not entry.shown:
+        text = f"({entry.size} bytes: too large to show here; objectd export copies it)"
+    else:
+        text = repr(entry.value)
+        if len(text) > MAX_SHOWN:
+            text = text[:MAX_SHOWN] + f"… ({entry.size} bytes stored)"
+    return {
+        "key": entry.key,
+        "value": render(entry.value) if entry.shown else None,
+        "value_shown": entry.shown,
+        "repr": text,
+        "size": entry.size,
+        "undecodable": entry.undecodable,
+    }
 
 
 def _when(seconds: float | None) -> str | None:
@@ -244,16 +271,7 @@ class Inspector:
             kv, more = files.read_kv(conn)
             tables = files.read_tables(conn)
             return {
-                "kv": [
-                    {
-                        "key": entry.key,
-                        "value": render(entry.value),
-                        "repr": repr(entry.value),
-                        "size": entry.size,
-                        "undecodable": entry.undecodable,
-                    }
-                    for entry in kv
-                ],
+                "kv": [_kv(entry) for entry in kv],
                 "kv_truncated": more,
                 "tables": [
                     {
@@ -407,7 +425,8 @@ class LiveInspector(Inspector):
             if db is not None:
                 if db.batch_open:  # this turn's writes: read once they are committed
                     await oc.committer.drain()
-                    await asyncio.sleep(0)
+                    # Still open: a transaction() spanning an await; give it a moment.
+                    await asyncio.sleep(0 if _attempt < 3 else _BUSY_PAUSE_S)
                     continue
                 return read(db.conn, installed_guard(db))
             if host is not None and host.live:  # its file is being opened in a thread

@@ -16,7 +16,9 @@ change to the file, an authorizer admits only reading actions (no ``PRAGMA``, no
 ``ATTACH``, no functions with side effects), its text carries a marker so that it can
 never reuse a statement the object prepared (a cached statement is not authorized
 again), and a progress handler stops it after :data:`QUERY_SECONDS` so that it cannot
-hold the event loop it runs on.  Rows are read up to a limit (:data:`MAX_ROWS`).
+hold the event loop it runs on.  What is read is bounded: :data:`MAX_ROWS` rows (or KV
+pairs), about :data:`MAX_READ_BYTES` of text and BLOBs, and KV values of at most
+:data:`MAX_VALUE_BYTES` each (larger ones are counted, not read).
 
 This layer is synchronous and never awaits.
 """
@@ -39,7 +41,9 @@ from objectd.storage.alarm_index import ALARM_META_KEY
 from objectd.storage.authorizer import is_reserved_name
 
 __all__ = [
+    "MAX_READ_BYTES",
     "MAX_ROWS",
+    "MAX_VALUE_BYTES",
     "QUERY_SECONDS",
     "FileStats",
     "KvEntry",
@@ -55,6 +59,8 @@ __all__ = [
 ]
 
 MAX_ROWS = 1_000  # rows (or KV pairs) one read returns at most; past it, ``truncated``
+MAX_VALUE_BYTES = 64 * 1024  # KV values larger than this (encoded) are counted, not read
+MAX_READ_BYTES = 16 * 1024 * 1024  # text and BLOB bytes one table or query read holds, about
 QUERY_SECONDS = 2.0  # how long one read-only query may run before it is stopped
 _MARK = "/*objectd-inspect*/ "  # never the text of a statement the object prepared
 _PROGRESS_STEPS = 10_000  # SQLite VM steps between two looks at the clock
@@ -78,6 +84,7 @@ class KvEntry:
     value: Any  # decoded by the value codec; the raw bytes when they do not decode
     size: int  # bytes of the encoded value
     undecodable: bool = False
+    shown: bool = True  # False: too large to read here (``value`` is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,19 +143,30 @@ def open_read_only(path: Path) -> Iterator[sqlite3.Connection]:
                     side.unlink()
 
 
-def read_kv(conn: sqlite3.Connection, *, limit: int = MAX_ROWS) -> tuple[list[KvEntry], bool]:
-    """The first ``limit`` KV pairs in key order, decoded; and whether there were more."""
+def read_kv(
+    conn: sqlite3.Connection, *, limit: int = MAX_ROWS, max_value_bytes: int = MAX_VALUE_BYTES
+) -> tuple[list[KvEntry], bool]:
+    """The first ``limit`` KV pairs in key order, decoded; and whether there were more.
+
+    Values over ``max_value_bytes`` (encoded) are not read at all (``shown`` False):
+    a thousand 2 MiB values would otherwise take gigabytes to show.
+    """
     rows = conn.execute(
-        _MARK + "SELECT key, value FROM _cf_KV ORDER BY key LIMIT ?", (limit + 1,)
+        _MARK + "SELECT key, CASE WHEN length(value) <= ? THEN value END, length(value) "
+        "FROM _cf_KV ORDER BY key LIMIT ?",
+        (max_value_bytes, limit + 1),
     ).fetchall()
     entries = []
-    for raw_key, raw in rows[:limit]:
+    for raw_key, raw, size in rows[:limit]:
         key = bytes(raw_key).decode("utf-8", "surrogatepass")
+        if raw is None:
+            entries.append(KvEntry(key, None, size, shown=False))
+            continue
         data = bytes(raw)
         try:
-            entries.append(KvEntry(key, codec.decode(data), len(data)))
+            entries.append(KvEntry(key, codec.decode(data), size))
         except SerializationError:
-            entries.append(KvEntry(key, data, len(data), undecodable=True))
+            entries.append(KvEntry(key, data, size, undecodable=True))
     return entries, len(rows) > limit
 
 
@@ -165,8 +183,22 @@ def read_tables(conn: sqlite3.Connection, *, limit: int = MAX_ROWS) -> list[Tabl
         (count,) = conn.execute(_MARK + f"SELECT count(*) FROM {quoted}").fetchone()
         cursor = conn.execute(_MARK + f"SELECT * FROM {quoted} LIMIT ?", (limit,))
         columns = [d[0] for d in cursor.description or ()]
-        tables.append(Table(name, sql or "", columns, cursor.fetchall(), int(count)))
+        rows, _ = _take(cursor, limit)
+        tables.append(Table(name, sql or "", columns, rows, int(count)))
     return tables
+
+
+def _take(cursor: sqlite3.Cursor, limit: int) -> tuple[list[tuple[Any, ...]], bool]:
+    """Up to ``limit`` rows and MAX_READ_BYTES of text and BLOBs; whether more were left."""
+    rows: list[tuple[Any, ...]] = []
+    budget = MAX_READ_BYTES
+    for row in cursor:
+        if len(rows) == limit or budget < 0:
+            cursor.close()
+            return rows, True
+        budget -= sum(len(v) for v in row if isinstance(v, str | bytes))
+        rows.append(row)
+    return rows, False
 
 
 def stored_alarm(conn: sqlite3.Connection) -> int | None:
@@ -203,14 +235,14 @@ def read_only_query(
     try:
         cursor = conn.execute(_MARK + sql)
         columns = [d[0] for d in cursor.description or ()]
-        rows = cursor.fetchmany(limit + 1)
+        rows, truncated = _take(cursor, limit)
         cursor.close()
     finally:
         conn.set_progress_handler(None, 0)
         conn.set_authorizer(restore)
         if not was_query_only:
             conn.execute(_MARK + "PRAGMA query_only=0")
-    return QueryResult(columns, rows[:limit], len(rows) > limit)
+    return QueryResult(columns, rows, truncated)
 
 
 def _reading_only(

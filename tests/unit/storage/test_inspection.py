@@ -152,3 +152,27 @@ def test_a_snapshot_is_a_whole_database(db: ObjectDatabase, tmp_path: Path) -> N
     with inspection.open_read_only(copy) as conn:
         assert [e.key for e in inspection.read_kv(conn)[0]] == ["a", "b"]
         assert inspection.read_tables(conn)[0].rows == [(1, "one"), (2, "two")]
+
+
+def test_large_values_are_counted_not_read(db: ObjectDatabase) -> None:
+    """Reads are bounded: a 2 MiB value is not loaded to be shown."""
+    db.begin_write()
+    big = codec.encode("x" * (inspection.MAX_VALUE_BYTES + 1))
+    db.conn.execute(internal_sql("INSERT INTO _cf_KV (key, value) VALUES (?, ?)"), (b"big", big))
+    db.commit()
+    (entry,), _ = inspection.read_kv(db.conn)
+    assert (entry.key, entry.value, entry.size, entry.shown) == ("big", None, len(big), False)
+
+
+def test_a_query_stops_at_its_byte_budget(
+    db: ObjectDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sql = _fill(db)
+    sql.exec("INSERT INTO notes (body) VALUES (?)", "y" * 100)
+    db.commit()
+    monkeypatch.setattr(inspection, "MAX_READ_BYTES", 50)
+    result = inspection.read_only_query(
+        db.conn, "SELECT body FROM notes ORDER BY length(body) DESC"
+    )
+    assert result.rows == [("y" * 100,)]
+    assert result.truncated
