@@ -108,7 +108,12 @@ class FolderSource(Source):
             "summary": lambda: inspector.summary(),
             "objects": lambda: inspector.objects(params["class"], search=params.get("search")),
             "ids": lambda: inspector.ids(params["class"]),
-            "object": lambda: inspector.object(params["class"], params["id"]),
+            "object": lambda: inspector.object(
+                params["class"],
+                params["id"],
+                kv_prefix=params.get("kv_prefix", ""),
+                kv_after=params.get("kv_after"),
+            ),
             "query": lambda: inspector.query(params["class"], params["id"], params["sql"]),
             "alarms": lambda: inspector.alarms(),
         }
@@ -183,7 +188,10 @@ def _common(function: Any) -> Any:
 @click.option("--object", "object_ref", help="Dump one object (an id, or the name it came from).")
 @click.option("--sql", help="Run a read-only SQL query against --object.")
 @click.option("--search", help="With --class: ids starting with, or names containing, this.")
+@click.option("--prefix", default="", help="With --object: only KV keys starting with this.")
+@click.option("--after", help="With --object: KV keys after this one (the next page).")
 @click.option("--alarms", is_flag=True, help="List the stored alarms, soonest first.")
+@click.option("--due", is_flag=True, help="With --alarms: only those whose time has come.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def inspect_command(
     directory: Path,
@@ -194,7 +202,10 @@ def inspect_command(
     object_ref: str | None,
     sql: str | None,
     search: str | None,
+    prefix: str,
+    after: str | None,
     alarms: bool,
+    due: bool,
     as_json: bool,
 ) -> None:
     """Show what DIRECTORY's objects have stored: classes and objects, one object's KV
@@ -212,8 +223,10 @@ def inspect_command(
     with _source(folder, admin_token) as source:
         click.echo(f"objectd: reading {source.description}", err=True)
         show: Callable[[Console, dict[str, Any]], None]
-        if alarms:
+        if alarms or due:
             result = source.get("alarms")
+            if due:
+                result["alarms"] = [a for a in result["alarms"] if a["due"]]
             show = _show_alarms
         elif sql is not None:
             assert class_name is not None
@@ -222,7 +235,12 @@ def inspect_command(
             show = _show_query
         elif object_ref is not None:
             assert class_name is not None
-            result = source.get("object", **{"class": class_name, "id": object_ref})
+            params = {"class": class_name, "id": object_ref}
+            if prefix:
+                params["kv_prefix"] = prefix
+            if after is not None:
+                params["kv_after"] = after
+            result = source.get("object", **params)
             show = _show_object
         elif class_name is not None:
             params = {"class": class_name, **({"search": search} if search else {})}
@@ -290,6 +308,9 @@ def _show_object(console: Console, item: dict[str, Any]) -> None:
     console.print(_table("object", ["", ""], facts))
     kv_rows = [[kv["key"], kv["repr"], kv["size"]] for kv in item["kv"]]
     console.print(_table(f"KV: {len(kv_rows)} pairs", ["key", "value", "bytes"], kv_rows))
+    if item["kv_truncated"] and item["kv"]:
+        last = item["kv"][-1]["key"]
+        console.print(Text(f"(more pairs: --after {json.dumps(last)} shows the next ones)"))
     for table in item["tables"]:
         title = f"table {table['name']}: {table['count']} rows"
         console.print(_table(title, table["columns"], table["rows"]))

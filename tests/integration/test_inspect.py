@@ -12,11 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server
+from conftest import Server, wait_until
 from websockets.sync.client import connect
 
 APP = Path(__file__).parent / "apps" / "inspect"
@@ -101,6 +102,27 @@ def test_inspect_reads_through_the_running_server(
 
     by_id = inspect_json(project, data, "--class", "Notes", "--object", alice["id"])
     assert by_id["kv"] == alice["kv"]
+    with dev.client() as http:
+        for key in ("user:1", "user:2", "user:3"):
+            put = {"name": "alice", "key": key, "value": key}
+            assert http.get("/put", params=put).text == "ok"
+    users = inspect_json(
+        project, data, "--class", "Notes", "--object", "alice", "--prefix", "user:"
+    )
+    assert [kv["key"] for kv in users["kv"]] == ["user:1", "user:2", "user:3"]
+    rest = inspect_json(
+        project,
+        data,
+        "--class",
+        "Notes",
+        "--object",
+        "alice",
+        "--prefix",
+        "user:",
+        "--after",
+        "user:1",
+    )
+    assert [kv["key"] for kv in rest["kv"]] == ["user:2", "user:3"]
     found = inspect_json(project, data, "--class", "Notes", "--search", "bo")
     assert [o["name"] for o in found["objects"]] == ["bob"]
     alarms = inspect_json(project, data, "--alarms")
@@ -271,3 +293,21 @@ def test_export_and_import_round_trip(dev: Server, project: Path, tmp_path: Path
             assert http.get("/count", params={"name": "bob"}).text == "1"
     finally:
         server.kill()
+
+
+def test_due_alarms_are_listed_when_no_server_runs_them(project: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = Server(project, data).start()
+    soon_ms = int((time.time() + 5) * 1000)
+    try:
+        with server.client() as http:
+            assert http.get("/put", params={"name": "carol", "key": "k", "value": "v"}).text == "ok"
+            assert http.get("/alarm", params={"name": "carol", "ms": str(soon_ms)}).text == "ok"
+            assert http.get("/alarm", params={"name": "dave", "ms": str(LATER_MS)}).text == "ok"
+    finally:
+        server.stop()
+    wait_until(lambda: time.time() * 1000 > soon_ms + 10, timeout=30)
+    due = inspect_json(project, data, "--alarms", "--due")
+    assert [(a["name"], a["due"]) for a in due["alarms"]] == [("carol", True)]
+    every = inspect_json(project, data, "--alarms")
+    assert [a["name"] for a in every["alarms"]] == ["carol", "dave"]

@@ -89,6 +89,12 @@ def test_click_from_the_list_to_one_objects_kv_and_sql(
     expect(page.locator("#kv")).to_contain_text("greeting")
     expect(page.locator("#kv")).to_contain_text("'text': 'hi alice'")
     expect(page.locator("#tables")).to_contain_text("hi alice")
+    page.fill("#kv_prefix", "nothing-starts-so")
+    page.click("#kv-filter button")
+    expect(page.locator("#kv tbody tr")).to_have_count(0)
+    page.fill("#kv_prefix", "gree")
+    page.click("#kv-filter button")
+    expect(page.locator("#kv tbody tr")).to_have_count(1)
     expect(page.locator("body")).to_contain_text("2100-01-01T00:00:00.000Z")
 
     page.fill("#sql", "SELECT upper(body) AS loud FROM notes")

@@ -11,7 +11,8 @@ opens a live object's file a second time.
 ``GET api/objects?class=C&search=S``   a class's objects: id, name, size, last write,
                                        alarm, open sockets
 ``GET api/ids?class=C``                every stored id of a class, and the known names
-``GET api/object?class=C&id=X``        one object: KV pairs (decoded), tables, sockets
+``GET api/object?class=C&id=X``        one object: KV pairs (decoded; ``kv_prefix``,
+                                       ``kv_after`` page them), tables, sockets
 ``GET api/query?class=C&id=X&sql=Q``   a read-only query against one object
 ``GET api/alarms``                     every stored alarm, soonest first
 ``GET api/snapshot?class=C&id=X``      the object's database, as a SQLite file
@@ -122,6 +123,10 @@ async def _api(project: Project, scope: Scope, send: Send) -> None:
     await _send(send, 200, json.dumps(result, ensure_ascii=False).encode(), [_JSON])
 
 
+def _kv_range(query: dict[str, str]) -> dict[str, Any]:
+    return {"kv_prefix": query.get("kv_prefix", ""), "kv_after": query.get("kv_after")}
+
+
 async def _answer(inspector: LiveInspector, what: str, query: dict[str, str]) -> Any:
     if what == "summary":
         return await inspector.summary()
@@ -133,7 +138,7 @@ async def _answer(inspector: LiveInspector, what: str, query: dict[str, str]) ->
         return await inspector.ids(class_name)
     if what == "object":
         class_name, oid = _need(query, "class", "id")
-        return await inspector.object(class_name, oid)
+        return await inspector.object(class_name, oid, **_kv_range(query))
     if what == "query":
         class_name, oid, sql = _need(query, "class", "id", "sql")
         return await inspector.query(class_name, oid, sql)
@@ -245,7 +250,15 @@ async def _class_page(inspector: LiveInspector, query: dict[str, str]) -> tuple[
 
 async def _object_page(inspector: LiveInspector, query: dict[str, str]) -> tuple[str, str]:
     class_name, oid = _need(query, "class", "id")
-    item = await inspector.object(class_name, oid)
+    item = await inspector.object(class_name, oid, **_kv_range(query))
+    prefix = query.get("kv_prefix", "")
+    kv_form = (
+        f'<form id="kv-filter" method="get" action="{_e(ADMIN_PREFIX + "object")}">'
+        f'<input type="hidden" name="class" value="{_e(class_name)}">'
+        f'<input type="hidden" name="id" value="{_e(item["id"])}">'
+        f'<input id="kv_prefix" name="kv_prefix" value="{_e(prefix)}" placeholder="key prefix">'
+        ' <button type="submit">filter</button></form>'
+    )
     parts = [
         "<dl>"
         f"<dt>id</dt><dd><code>{_e(item['id'])}</code></dd>"
@@ -254,6 +267,7 @@ async def _object_page(inspector: LiveInspector, query: dict[str, str]) -> tuple
         f"<dt>last write</dt><dd>{_e(item['last_write'])}</dd>"
         f"<dt>alarm</dt><dd>{_e(item['alarm'] or 'none')}</dd></dl>",
         "<h2>KV</h2>",
+        kv_form,
         _table(
             ["key", "value", "bytes"],
             [
@@ -263,8 +277,10 @@ async def _object_page(inspector: LiveInspector, query: dict[str, str]) -> tuple
             "kv",
         ),
     ]
-    if item["kv_truncated"]:
-        parts.append("<p>(more pairs than shown)</p>")
+    if item["kv_truncated"] and item["kv"]:
+        after = {"class": class_name, "id": item["id"], "kv_prefix": prefix}
+        after["kv_after"] = item["kv"][-1]["key"]
+        parts.append(f"<p>{_link('object', 'next pairs →', 'next', **after)}</p>")
     parts.append('<h2>SQL tables</h2><div id="tables">')
     for table in item["tables"]:
         parts.append(f"<h3>{_e(table['name'])} ({_e(table['count'])} rows)</h3>")

@@ -255,8 +255,11 @@ class Inspector:
             "sockets": None if sockets is None else len(sockets),
         }
 
-    async def object(self, class_name: str, text: str) -> dict[str, Any]:
-        """One object: its summary, KV pairs (decoded), tables with their first rows, sockets."""
+    async def object(
+        self, class_name: str, text: str, *, kv_prefix: str = "", kv_after: str | None = None
+    ) -> dict[str, Any]:
+        """One object: its summary, KV pairs (decoded; those starting with ``kv_prefix``,
+        after the key ``kv_after``), tables with their first rows, and sockets."""
         info = self._class(class_name)
         object_id = self.object_id(info, text)
         oid = object_id.to_string()
@@ -268,7 +271,7 @@ class Inspector:
         summary = await self._describe(info, oid, names)
 
         def read(conn: sqlite3.Connection, _restore: Any) -> dict[str, Any]:
-            kv, more = files.read_kv(conn)
+            kv, more = files.read_kv(conn, prefix=kv_prefix, after=kv_after)
             tables = files.read_tables(conn)
             return {
                 "kv": [_kv(entry) for entry in kv],

@@ -144,17 +144,33 @@ def open_read_only(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def read_kv(
-    conn: sqlite3.Connection, *, limit: int = MAX_ROWS, max_value_bytes: int = MAX_VALUE_BYTES
+    conn: sqlite3.Connection,
+    *,
+    prefix: str = "",
+    after: str | None = None,
+    limit: int = MAX_ROWS,
+    max_value_bytes: int = MAX_VALUE_BYTES,
 ) -> tuple[list[KvEntry], bool]:
-    """The first ``limit`` KV pairs in key order, decoded; and whether there were more.
+    """The first ``limit`` KV pairs in key order whose keys start with ``prefix`` and
+    come after ``after`` (a page's last key), decoded; and whether there were more.
 
     Values over ``max_value_bytes`` (encoded) are not read at all (``shown`` False):
     a thousand 2 MiB values would otherwise take gigabytes to show.
     """
+    start = prefix.encode("utf-8", "surrogatepass")
+    last = None if after is None else after.encode("utf-8", "surrogatepass")
     rows = conn.execute(
-        _MARK + "SELECT key, CASE WHEN length(value) <= ? THEN value END, length(value) "
-        "FROM _cf_KV ORDER BY key LIMIT ?",
-        (max_value_bytes, limit + 1),
+        _MARK + "SELECT key, CASE WHEN length(value) <= :most THEN value END, length(value) "
+        "FROM _cf_KV WHERE (:size = 0 OR substr(key, 1, :size) = :prefix) "
+        "AND (:last IS NULL OR key > :last) "
+        "ORDER BY key LIMIT :limit",
+        {
+            "most": max_value_bytes,
+            "size": len(start),
+            "prefix": start,
+            "last": last,
+            "limit": limit + 1,
+        },
     ).fetchall()
     entries = []
     for raw_key, raw, size in rows[:limit]:

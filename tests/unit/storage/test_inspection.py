@@ -176,3 +176,19 @@ def test_a_query_stops_at_its_byte_budget(
     )
     assert result.rows == [("y" * 100,)]
     assert result.truncated
+
+
+def test_kv_pages_by_prefix_and_last_key(db: ObjectDatabase) -> None:
+    db.begin_write()
+    for key in ("", "a", "user:1", "user:2", "user:3", "z"):
+        db.conn.execute(
+            internal_sql("INSERT INTO _cf_KV (key, value) VALUES (?, ?)"),
+            (key.encode(), codec.encode(key)),
+        )
+    db.commit()
+    keys = [e.key for e in inspection.read_kv(db.conn)[0]]
+    assert keys == ["", "a", "user:1", "user:2", "user:3", "z"]
+    page, more = inspection.read_kv(db.conn, prefix="user:", limit=2)
+    assert ([e.key for e in page], more) == (["user:1", "user:2"], True)
+    page, more = inspection.read_kv(db.conn, prefix="user:", after="user:2", limit=2)
+    assert ([e.key for e in page], more) == (["user:3"], False)
