@@ -321,7 +321,7 @@ async def _object_page(inspector: LiveInspector, query: dict[str, str]) -> tuple
 
 async def _alarms_page(inspector: LiveInspector, _query: dict[str, str]) -> tuple[str, str]:
     found = await inspector.alarms()
-    now_ms = inspector._now() * 1000
+    now_ms = inspector.now() * 1000
     rows = [
         [
             f'<span class="due">{_e(a["alarm"])} (due)</span>' if a["due"] else _e(a["alarm"]),

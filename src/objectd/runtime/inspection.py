@@ -181,7 +181,7 @@ class Inspector:
         """The object's live WebSockets; None where that cannot be known (no server)."""
         return None
 
-    def _now(self) -> float:
+    def now(self) -> float:
         return datetime.datetime.now(datetime.UTC).timestamp()
 
     # -- what is asked ------------------------------------------------------------------
@@ -315,7 +315,7 @@ class Inspector:
 
     async def alarms(self) -> dict[str, Any]:
         """Every stored alarm, soonest first; ``due``: its time has come."""
-        now_ms = self._now() * 1000
+        now_ms = self.now() * 1000
         found: list[dict[str, Any]] = []
         for info in self.classes.values():
             names = self._names(info)
@@ -387,7 +387,7 @@ class LiveInspector(Inspector):
         }
         super().__init__(project.config.name, classes)
 
-    def _now(self) -> float:
+    def now(self) -> float:
         return self.project.settings.clock.now()
 
     def _indexed(self, info: ClassInfo) -> dict[str, str | None]:

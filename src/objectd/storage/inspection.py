@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -62,7 +63,10 @@ MAX_ROWS = 1_000  # rows (or KV pairs) one read returns at most; past it, ``trun
 MAX_VALUE_BYTES = 64 * 1024  # KV values larger than this (encoded) are counted, not read
 MAX_READ_BYTES = 16 * 1024 * 1024  # text and BLOB bytes one table or query read holds, about
 QUERY_SECONDS = 2.0  # how long one read-only query may run before it is stopped
-_MARK = "/*objectd-inspect*/ "  # never the text of a statement the object prepared
+# Never the text of a statement the object prepared, nor one it could write: a
+# statement cached under this text skips the object's authorizer, so the marker holds a
+# per-process secret (as ``storage.database.internal_sql`` does).
+_MARK = f"/*objectd-inspect:{secrets.token_hex(8)}*/ "
 _PROGRESS_STEPS = 10_000  # SQLite VM steps between two looks at the clock
 AuthorizerCallback = Callable[[int, str | None, str | None, str | None, str | None], int]
 
