@@ -220,6 +220,11 @@ def test_inspect_reads_the_files_when_no_server_runs(project: Path, tmp_path: Pa
         "DELETE FROM notes",
     )
     assert refused.returncode == 1
+    exported = objectd("export", project, "--data-dir", data, tmp_path / "export")
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    # Without a server, names are known for objects with an alarm only (the index keeps them).
+    assert sorted(str(e["name"]) for e in manifest["objects"]) == ["None", "alice"]
     assert sorted(p.name for p in (data / "inspect" / "Notes").iterdir()) == files
     # The lock was given back: a server starts on the folder, and the data is whole.
     server = Server(project, data).start()
@@ -311,3 +316,14 @@ def test_due_alarms_are_listed_when_no_server_runs_them(project: Path, tmp_path:
     assert [(a["name"], a["due"]) for a in due["alarms"]] == [("carol", True)]
     every = inspect_json(project, data, "--alarms")
     assert [a["name"] for a in every["alarms"]] == ["carol", "dave"]
+
+
+def test_options_that_need_others_are_refused(project: Path, tmp_path: Path) -> None:
+    for args in (("--object", "alice"), ("--class", "Notes", "--sql", "SELECT 1")):
+        done = objectd("inspect", project, "--data-dir", tmp_path / "data", *args)
+        assert done.returncode == 2
+        assert "needs --class" in done.stderr
+    done = objectd("inspect", project, "--data-dir", tmp_path / "data")
+    assert done.returncode == 1
+    assert "no data yet" in done.stderr
+    assert not (tmp_path / "data").exists()  # looking created nothing
