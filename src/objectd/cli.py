@@ -38,6 +38,7 @@ from objectd.asgi.reload import DevReload
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.config import find_config, secrets_from_environ
 from objectd.errors import ConfigError, DataFolderInUseError
+from objectd.inspect_command import export_command, import_command, inspect_command
 from objectd.runtime.committer import Durability
 from objectd.runtime.data_lock import check_data_folder
 from objectd.runtime.settings import RuntimeSettings
@@ -343,6 +344,11 @@ def init(directory: Path, template: str) -> None:
         click.echo(f"  cd {directory} && uvicorn app:app   # the FastAPI app (needs fastapi)")
     click.echo(f"  objectd dev {directory}")
     click.echo(f"  pytest {directory / 'tests'}")
+
+
+main.add_command(inspect_command)
+main.add_command(export_command)
+main.add_command(import_command)
 
 
 def _settings(options: dict[str, Any], plan: DescriptorPlan) -> RuntimeSettings | None:

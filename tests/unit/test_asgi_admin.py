@@ -86,3 +86,28 @@ def test_refused_setups() -> None:
         AdminRoutes(token="")
     with pytest.raises(ValueError, match="not under"):
         AdminRoutes().add("/metrics", _routes().__call__)
+
+
+def test_a_browser_without_the_token_is_sent_to_the_sign_in_form() -> None:
+    """issue 14 §2: a browser cannot send a Bearer header, so it gets the form, which sets
+    the cookie only for the right token; an API client still gets 401."""
+    routes = _routes(token=TOKEN)
+    seen: list[str] = []
+
+    async def login(scope: Message, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        ok = routes.token_matches(TOKEN) and not routes.token_matches("nope")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"form %d" % ok})
+
+    routes.set_login(login)
+    html = (b"accept", b"text/html,application/xhtml+xml")
+    status, _ = _call(routes, _scope("/__objectd/", html))
+    assert status == 303
+    assert _call(routes, _scope("/__objectd/api/summary"))[0] == 401
+    assert _call(routes, _scope("/__objectd/login")) == (200, b"form 1")  # open to all
+    assert seen == ["/__objectd/login"]
+
+
+def test_without_a_token_nothing_matches_it() -> None:
+    assert not _routes(open_without_token=True).token_matches("")

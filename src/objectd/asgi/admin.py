@@ -10,9 +10,12 @@ Who may reach them:
   :data:`TOKEN_COOKIE` cookie (for a browser); anything else is 401.  Without a token the
   surface does not exist: ``/__objectd/…`` reaches the Worker like any other path.
 
-The token is compared in constant time.  Each feature registers its handler for a path
-(:meth:`AdminRoutes.add`); the longest registered prefix answers, and an admin path no
-feature serves is 404.
+A browser cannot send a header from a link, so :data:`LOGIN_PATH` is open to all: the
+inspector's handler there (:meth:`AdminRoutes.set_login`) shows a form and sets the
+cookie when :meth:`AdminRoutes.token_matches`; any other page asked for by a browser
+without the token is redirected to it.  The token is compared in constant time.  Each
+feature registers its handler for a path (:meth:`AdminRoutes.add`); the longest
+registered prefix answers, and an admin path no feature serves is 404.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-__all__ = ["ADMIN_PREFIX", "TOKEN_COOKIE", "AdminHandler", "AdminRoutes"]
+__all__ = ["ADMIN_PREFIX", "LOGIN_PATH", "TOKEN_COOKIE", "AdminHandler", "AdminRoutes"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,6 +34,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 ADMIN_PREFIX = "/__objectd/"
 TOKEN_COOKIE = "objectd_admin"
+LOGIN_PATH = ADMIN_PREFIX + "login"
 AdminHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _PLAIN = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
@@ -45,6 +49,7 @@ class AdminRoutes:
         self._token = token.encode() if token is not None else None
         self._open = open_without_token and token is None
         self._routes: list[tuple[str, AdminHandler]] = []
+        self._login: AdminHandler | None = None
 
     @property
     def enabled(self) -> bool:
@@ -57,6 +62,16 @@ class AdminRoutes:
         self._routes.append((path, handler))
         self._routes.sort(key=lambda route: len(route[0]), reverse=True)
 
+    def set_login(self, handler: AdminHandler) -> None:
+        """Serve :data:`LOGIN_PATH` with ``handler``, to anyone (it checks the token itself)."""
+        self._login = handler
+
+    def token_matches(self, given: str) -> bool:
+        """Whether ``given`` is the admin token (constant time); False without a token."""
+        if self._token is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "replace"), self._token)
+
     def handles(self, scope: Scope) -> bool:
         """Whether this HTTP request is the admin surface's (and not the Worker's)."""
         if not self.enabled or scope["type"] != "http":
@@ -65,7 +80,14 @@ class AdminRoutes:
         return path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == LOGIN_PATH and self._login is not None:
+            await self._login(scope, receive, send)
+            return
         if not self.allowed(scope):
+            if self._login is not None and _wants_html(scope):
+                location = LOGIN_PATH.encode()
+                await _plain(send, 303, b"objectd admin: sign in\n", [(b"location", location)])
+                return
             await _plain(
                 send,
                 401,
@@ -107,6 +129,13 @@ def _token_of(scope: Scope) -> bytes | None:
                 token: str = cookie[TOKEN_COOKIE].value
                 return token.encode("latin-1")
     return None
+
+
+def _wants_html(scope: Scope) -> bool:
+    """A browser's page request (GET, Accept naming HTML), not an API client's."""
+    if scope.get("method", "GET") != "GET":
+        return False
+    return any(name == b"accept" and b"text/html" in value for name, value in scope["headers"])
 
 
 async def _plain(

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from objectd.asgi import inspector
 from objectd.asgi.admin import AdminRoutes
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
@@ -138,6 +139,7 @@ class ObjectdApp:
         # such a request is answered 503, so that nothing loads what the owner closed.
         self.load_on_demand = load_on_demand
         self.require_entrypoint = require_entrypoint  # False: classes and bindings only
+        inspector.install(self)
         self.project: Project | None = None
         # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
@@ -215,6 +217,7 @@ class ObjectdApp:
                     continue
                 if self.code_reloads:
                     on_code_update(self._code_updated)
+                inspector.record_address(self, project)
                 if self.announce:
                     print(f"objectd: serving {project.config.name} on {self.announce}", flush=True)
                 await send({"type": "lifespan.startup.complete"})

@@ -226,6 +226,15 @@ class AlarmScheduler:
         if slot is not None:
             slot.trusted = False
 
+    def indexed(self, object_class: ObjectClass) -> dict[str, str | None]:
+        """The class's objects that have index rows, by id, with their names if known.
+
+        Every object with an alarm is among them (the index's rule), so the inspector
+        reads only these objects' files to list alarms.
+        """
+        namespace = self._keys.get(object_class.name)
+        return {oid: slot.name for (ns, oid), slot in self._slots.items() if ns == namespace}
+
     def _index_dirty(self) -> None:
         self._committer.enqueue_first(self._commit_index)
 

@@ -23,6 +23,12 @@ worker processes that share one data folder (the coming ``serve --workers N``) h
 :class:`DataFolderLock` itself, for its whole life, and loads each worker's project
 with ``lock_data_folder=False``: the workers need no lock of their own, and a worker's
 restart never leaves a moment in which another server could take the folder.
+
+The admin address.  A server with an admin surface (``/__objectd/``) writes its URL
+into the same file, on the line after the pid (:meth:`DataFolderLock.record_address`),
+so that ``objectd inspect`` finds the server holding a folder without being told:
+when the lock is held, :func:`read_holder` says by whom and where to ask.  A lock
+that is free makes whatever the file says stale.
 """
 
 from __future__ import annotations
@@ -31,13 +37,21 @@ import contextlib
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from objectd.config import ProjectConfig, load_project
 from objectd.errors import ConfigError, DataFolderInUseError
 
-__all__ = ["LOCK_NAME", "DataFolderLock", "check_data_folder", "data_root"]
+__all__ = [
+    "LOCK_NAME",
+    "DataFolderLock",
+    "Holder",
+    "check_data_folder",
+    "data_root",
+    "read_holder",
+]
 
 LOCK_NAME = "server.lock"
 
@@ -97,6 +111,14 @@ class DataFolderLock:
         self._fd = fd
         return True
 
+    def record_address(self, url: str) -> None:
+        """Write the holder's admin URL after its pid (see the module docstring)."""
+        if self._fd is None or "\n" in url:
+            return
+        text = f"{os.getpid()}\n{url}\n".encode()
+        os.pwrite(self._fd, text, 0)
+        os.ftruncate(self._fd, len(text))
+
     def release(self) -> None:
         """Let another server take the folder (closing the descriptor drops the flock)."""
         fd, self._fd = self._fd, None
@@ -117,6 +139,25 @@ class DataFolderLock:
 
     def __repr__(self) -> str:
         return f"<DataFolderLock {self.path} {'held' if self.held else 'free'}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """What the lock file of a held folder says: the server's pid and admin URL."""
+
+    pid: int | None
+    admin_url: str | None
+
+
+def read_holder(folder: Path) -> Holder:
+    """The holder's pid and admin URL (None where the file does not say)."""
+    try:
+        lines = (folder / LOCK_NAME).read_text("utf-8", "replace").splitlines()
+    except OSError:
+        return Holder(None, None)
+    pid = int(lines[0]) if lines and lines[0].isdigit() else None
+    url = lines[1].strip() if len(lines) > 1 and lines[1].startswith("http") else None
+    return Holder(pid, url)
 
 
 def _read_pid(fd: int) -> int | None:

@@ -56,6 +56,7 @@ __all__ = [
     "SqlStorage",
     "SqlStorageCursor",
     "SqlValue",
+    "installed_guard",
 ]
 
 SqlValue: TypeAlias = int | float | str | bytes | None
@@ -121,6 +122,12 @@ def _install_guard(db: ObjectDatabase) -> UserSqlGuard:
         db.conn.set_authorizer(guard)
         _guards[db] = guard
     return guard
+
+
+def installed_guard(db: ObjectDatabase) -> UserSqlGuard | None:
+    """The user-SQL authorizer on ``db``'s connection, if any (to set it back after a
+    reader replaced it for a moment: ``storage.inspection``)."""
+    return _guards.get(db)
 
 
 def _binding(position: int, value: object) -> SqlValue:

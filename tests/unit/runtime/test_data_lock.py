@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from objectd.errors import ConfigError, DataFolderInUseError
-from objectd.runtime.data_lock import LOCK_NAME, DataFolderLock, check_data_folder
+from objectd.runtime.data_lock import (
+    LOCK_NAME,
+    DataFolderLock,
+    Holder,
+    check_data_folder,
+    read_holder,
+)
 from objectd.runtime.project import Project
 
 WRANGLER = """
@@ -179,3 +185,20 @@ def test_a_project_without_data_takes_no_lock(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert not (tmp_path / "data").exists()
+
+
+def test_the_holder_records_its_admin_address(tmp_path: Path) -> None:
+    """issue 14 §2: objectd inspect finds the server holding a folder from its lock file."""
+    folder = tmp_path / "script"
+    folder.mkdir()
+    lock = DataFolderLock(folder)
+    lock.acquire()
+    try:
+        assert read_holder(folder) == Holder(os.getpid(), None)
+        lock.record_address("http://127.0.0.1:8787/__objectd/")
+        assert read_holder(folder) == Holder(os.getpid(), "http://127.0.0.1:8787/__objectd/")
+        with pytest.raises(DataFolderInUseError, match=f"pid {os.getpid()}"):
+            DataFolderLock(folder).acquire()  # the pid line is still the first
+    finally:
+        lock.release()
+    assert read_holder(tmp_path / "nowhere") == Holder(None, None)

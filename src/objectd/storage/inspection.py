@@ -1,0 +1,282 @@
+"""Reading one object's file from the outside: its KV pairs, tables, alarm and a read-only query.
+
+For ``objectd inspect``, ``objectd export`` and the web inspector (issue 14 §2).  Every
+function takes a ``sqlite3.Connection`` that is either
+
+* the object's own connection, in the server that holds it (its ``ObjectDatabase``),
+  used between two of its events: a live file is locked by that one connection for
+  its whole life (``locking_mode=EXCLUSIVE``), and opening a second one, even in the
+  same process, would fail or, on close, drop SQLite's lock on the file; or
+* a connection from :func:`open_read_only`, on a file no connection has open (a cold
+  object in the server, every object when no server runs).
+
+Nothing here writes.  A query typed by a person (:func:`read_only_query`) is held to
+reading for real, not by looking at its text: SQLite's ``query_only`` refuses any
+change to the file, an authorizer admits only reading actions (no ``PRAGMA``, no
+``ATTACH``, no functions with side effects), its text carries a marker so that it can
+never reuse a statement the object prepared (a cached statement is not authorized
+again), and a progress handler stops it after :data:`QUERY_SECONDS` so that it cannot
+hold the event loop it runs on.  What is read is bounded: :data:`MAX_ROWS` rows (or KV
+pairs), about :data:`MAX_READ_BYTES` of text and BLOBs, and KV values of at most
+:data:`MAX_VALUE_BYTES` each (larger ones are counted, not read).
+
+This layer is synchronous and never awaits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from objectd import codec
+from objectd.errors import SerializationError
+from objectd.storage.alarm_index import ALARM_META_KEY
+from objectd.storage.authorizer import is_reserved_name
+
+__all__ = [
+    "MAX_READ_BYTES",
+    "MAX_ROWS",
+    "MAX_VALUE_BYTES",
+    "QUERY_SECONDS",
+    "FileStats",
+    "KvEntry",
+    "QueryResult",
+    "Table",
+    "file_stats",
+    "open_read_only",
+    "read_kv",
+    "read_only_query",
+    "read_tables",
+    "snapshot",
+    "stored_alarm",
+]
+
+MAX_ROWS = 1_000  # rows (or KV pairs) one read returns at most; past it, ``truncated``
+MAX_VALUE_BYTES = 64 * 1024  # KV values larger than this (encoded) are counted, not read
+MAX_READ_BYTES = 16 * 1024 * 1024  # text and BLOB bytes one table or query read holds, about
+QUERY_SECONDS = 2.0  # how long one read-only query may run before it is stopped
+# Never the text of a statement the object prepared, nor one it could write: a
+# statement cached under this text skips the object's authorizer, so the marker holds a
+# per-process secret (as ``storage.database.internal_sql`` does).
+_MARK = f"/*objectd-inspect:{secrets.token_hex(8)}*/ "
+_PROGRESS_STEPS = 10_000  # SQLite VM steps between two looks at the clock
+AuthorizerCallback = Callable[[int, str | None, str | None, str | None, str | None], int]
+
+_READING = frozenset(
+    {
+        sqlite3.SQLITE_SELECT,
+        sqlite3.SQLITE_READ,
+        sqlite3.SQLITE_FUNCTION,
+        getattr(sqlite3, "SQLITE_RECURSIVE", 33),
+    }
+)
+# Functions that do something besides computing a value (the authorizer sees them by name).
+_UNSAFE_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
+
+
+@dataclass(frozen=True, slots=True)
+class KvEntry:
+    key: str
+    value: Any  # decoded by the value codec; the raw bytes when they do not decode
+    size: int  # bytes of the encoded value
+    undecodable: bool = False
+    shown: bool = True  # False: too large to read here (``value`` is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    sql: str
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    count: int  # rows in the table (``rows`` holds the first MAX_ROWS)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FileStats:
+    size: int  # bytes on disk: the database and its WAL
+    last_write: float  # epoch seconds: the later modification of the two
+
+
+def file_stats(path: Path) -> FileStats:
+    """Size and last write of an object's files, from ``stat`` alone (no open)."""
+    main = os.stat(path)
+    size, last = main.st_size, main.st_mtime
+    try:
+        wal = os.stat(f"{path}-wal")
+    except FileNotFoundError:
+        return FileStats(size, last)
+    return FileStats(size + wal.st_size, max(last, wal.st_mtime))
+
+
+@contextmanager
+def open_read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to an object file no connection has open; closed on exit.
+
+    ``mode=ro``: the file is never created or written.  ``timeout=0``: if a server holds
+    it after all, this fails at once ("database is locked") instead of waiting.
+    """
+    uri = path.resolve().as_uri() + "?mode=ro"
+    # Reading a WAL-mode file makes SQLite create its -wal and -shm files when missing;
+    # they are removed again, so that looking leaves the folder as it was.
+    sidecars = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+    missing = [side for side in sidecars if not side.exists()]
+    try:
+        with closing(sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)) as conn:
+            conn.execute("PRAGMA query_only=1")
+            yield conn
+    finally:
+        for side in missing:
+            with contextlib.suppress(FileNotFoundError):
+                if side.name.endswith("-shm") or side.stat().st_size == 0:
+                    side.unlink()
+
+
+def read_kv(
+    conn: sqlite3.Connection,
+    *,
+    prefix: str = "",
+    after: str | None = None,
+    limit: int = MAX_ROWS,
+    max_value_bytes: int = MAX_VALUE_BYTES,
+) -> tuple[list[KvEntry], bool]:
+    """The first ``limit`` KV pairs in key order whose keys start with ``prefix`` and
+    come after ``after`` (a page's last key), decoded; and whether there were more.
+
+    Values over ``max_value_bytes`` (encoded) are not read at all (``shown`` False):
+    a thousand 2 MiB values would otherwise take gigabytes to show.
+    """
+    start = prefix.encode("utf-8", "surrogatepass")
+    last = None if after is None else after.encode("utf-8", "surrogatepass")
+    rows = conn.execute(
+        _MARK + "SELECT key, CASE WHEN length(value) <= :most THEN value END, length(value) "
+        "FROM _cf_KV WHERE (:size = 0 OR substr(key, 1, :size) = :prefix) "
+        "AND (:last IS NULL OR key > :last) "
+        "ORDER BY key LIMIT :limit",
+        {
+            "most": max_value_bytes,
+            "size": len(start),
+            "prefix": start,
+            "last": last,
+            "limit": limit + 1,
+        },
+    ).fetchall()
+    entries = []
+    for raw_key, raw, size in rows[:limit]:
+        key = bytes(raw_key).decode("utf-8", "surrogatepass")
+        if raw is None:
+            entries.append(KvEntry(key, None, size, shown=False))
+            continue
+        data = bytes(raw)
+        try:
+            entries.append(KvEntry(key, codec.decode(data), size))
+        except SerializationError:
+            entries.append(KvEntry(key, data, size, undecodable=True))
+    return entries, len(rows) > limit
+
+
+def read_tables(conn: sqlite3.Connection, *, limit: int = MAX_ROWS) -> list[Table]:
+    """The object's own SQL tables (not objectd's ``_cf_`` ones), each with its first rows."""
+    found = conn.execute(
+        _MARK + "SELECT name, sql FROM sqlite_schema WHERE type = 'table' ORDER BY name"
+    ).fetchall()
+    tables = []
+    for name, sql in found:
+        if is_reserved_name(name) or name.startswith("sqlite_"):
+            continue
+        quoted = '"' + name.replace('"', '""') + '"'
+        (count,) = conn.execute(_MARK + f"SELECT count(*) FROM {quoted}").fetchone()
+        cursor = conn.execute(_MARK + f"SELECT * FROM {quoted} LIMIT ?", (limit,))
+        columns = [d[0] for d in cursor.description or ()]
+        rows, _ = _take(cursor, limit)
+        tables.append(Table(name, sql or "", columns, rows, int(count)))
+    return tables
+
+
+def _take(cursor: sqlite3.Cursor, limit: int) -> tuple[list[tuple[Any, ...]], bool]:
+    """Up to ``limit`` rows and MAX_READ_BYTES of text and BLOBs; whether more were left."""
+    rows: list[tuple[Any, ...]] = []
+    budget = MAX_READ_BYTES
+    for row in cursor:
+        if len(rows) == limit or budget < 0:
+            cursor.close()
+            return rows, True
+        budget -= sum(len(v) for v in row if isinstance(v, str | bytes))
+        rows.append(row)
+    return rows, False
+
+
+def stored_alarm(conn: sqlite3.Connection) -> int | None:
+    """The object's alarm (epoch ms), or None."""
+    row = conn.execute(
+        _MARK + "SELECT value FROM _cf_METADATA WHERE key = ?", (ALARM_META_KEY,)
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def read_only_query(
+    conn: sqlite3.Connection,
+    sql: str,
+    *,
+    restore: AuthorizerCallback | None = None,
+    limit: int = MAX_ROWS,
+    seconds: float = QUERY_SECONDS,
+) -> QueryResult:
+    """Run one statement that only reads; its first ``limit`` rows.
+
+    ``restore``: the connection's own authorizer, set again afterwards (the object's
+    user-SQL guard on a live connection).  Raises ``sqlite3.Error`` for a statement
+    that does not parse, writes (``not authorized``), or runs too long (``interrupted``).
+    """
+    deadline = time.monotonic() + seconds
+
+    def too_long() -> int:
+        return 1 if time.monotonic() > deadline else 0
+
+    was_query_only = conn.execute(_MARK + "PRAGMA query_only").fetchone()[0]
+    conn.execute(_MARK + "PRAGMA query_only=1")
+    conn.set_authorizer(_reading_only)
+    conn.set_progress_handler(too_long, _PROGRESS_STEPS)
+    try:
+        cursor = conn.execute(_MARK + sql)
+        columns = [d[0] for d in cursor.description or ()]
+        rows, truncated = _take(cursor, limit)
+        cursor.close()
+    finally:
+        conn.set_progress_handler(None, 0)
+        conn.set_authorizer(restore)
+        if not was_query_only:
+            conn.execute(_MARK + "PRAGMA query_only=0")
+    return QueryResult(columns, rows, truncated)
+
+
+def _reading_only(
+    action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None
+) -> int:
+    if action not in _READING:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _UNSAFE_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def snapshot(conn: sqlite3.Connection) -> bytes:
+    """The whole database as one self-contained SQLite file's bytes (the backup API)."""
+    with closing(sqlite3.connect(":memory:")) as copy:
+        conn.backup(copy)
+        return copy.serialize()

@@ -1,0 +1,194 @@
+"""storage.inspection: reading an object's file from outside; read-only queries (issue 14)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from objectd import codec
+from objectd.errors import SqlError
+from objectd.storage import inspection
+from objectd.storage.database import Backend, ObjectDatabase, internal_sql
+from objectd.storage.sql import SqlStorage, installed_guard
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[ObjectDatabase]:
+    database = ObjectDatabase(tmp_path / "o.sqlite", backend=Backend.SQLITE)
+    yield database
+    database.close()
+
+
+def _fill(db: ObjectDatabase) -> SqlStorage:
+    sql = SqlStorage(db)
+    db.begin_write()
+    for key, value in (("b", {"x": [1, 2]}), ("a", "text")):
+        db.conn.execute(
+            internal_sql("INSERT INTO _cf_KV (key, value) VALUES (?, ?)"),
+            (key.encode(), codec.encode(value)),
+        )
+    sql.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    sql.exec("INSERT INTO notes (body) VALUES ('one'), ('two')")
+    db.commit()
+    return sql
+
+
+def test_kv_pairs_are_decoded_in_key_order(db: ObjectDatabase) -> None:
+    _fill(db)
+    entries, more = inspection.read_kv(db.conn)
+    assert [(e.key, e.value) for e in entries] == [("a", "text"), ("b", {"x": [1, 2]})]
+    assert not more
+    first, more = inspection.read_kv(db.conn, limit=1)
+    assert [e.key for e in first] == ["a"]
+    assert more
+
+
+def test_tables_are_the_objects_own_not_objectds(db: ObjectDatabase) -> None:
+    _fill(db)
+    tables = inspection.read_tables(db.conn)
+    assert [t.name for t in tables] == ["notes"]
+    assert tables[0].count == 2
+    assert tables[0].columns == ["id", "body"]
+    assert tables[0].rows == [(1, "one"), (2, "two")]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM notes",
+        "INSERT INTO notes (body) VALUES ('three')",
+        "UPDATE notes SET body = 'x'",
+        "DROP TABLE notes",
+        "CREATE TABLE t (x)",
+        "PRAGMA query_only=0",
+        "PRAGMA journal_mode=DELETE",
+        "ATTACH DATABASE ':memory:' AS other",
+        "WITH x AS (SELECT 1) DELETE FROM notes",
+        "SELECT load_extension('x')",
+        "VACUUM",
+    ],
+)
+def test_a_query_that_writes_is_refused_and_changes_nothing(
+    db: ObjectDatabase, statement: str
+) -> None:
+    _fill(db)
+    with pytest.raises(sqlite3.Error):
+        inspection.read_only_query(db.conn, statement)
+    rows = db.conn.execute(internal_sql("SELECT body FROM notes ORDER BY id")).fetchall()
+    assert rows == [("one",), ("two",)]
+    assert db.conn.execute(internal_sql("PRAGMA query_only")).fetchone() == (0,)
+
+
+def test_a_query_reads_rows_up_to_the_limit(db: ObjectDatabase) -> None:
+    _fill(db)
+    result = inspection.read_only_query(db.conn, "SELECT body FROM notes ORDER BY id", limit=1)
+    assert result.columns == ["body"]
+    assert result.rows == [("one",)]
+    assert result.truncated
+
+
+def test_a_query_that_runs_too_long_is_stopped(db: ObjectDatabase) -> None:
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+    with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+        inspection.read_only_query(db.conn, endless, seconds=0.05)
+
+
+def test_on_a_live_connection_the_objects_guard_and_writes_come_back(db: ObjectDatabase) -> None:
+    """The object's own SQL works as before afterwards: its authorizer is set back (so
+    it still may not touch _cf_ tables) and the connection may write again."""
+    sql = _fill(db)
+    guard = installed_guard(db)
+    assert guard is not None
+    inspection.read_only_query(db.conn, "SELECT count(*) FROM notes", restore=guard)
+    with pytest.raises(SqlError, match="SQLITE_AUTH"):
+        sql.exec("SELECT * FROM _cf_KV")
+    sql.exec("INSERT INTO notes (body) VALUES ('three')")
+    db.commit()
+    assert sql.exec("SELECT count(*) AS n FROM notes").one()["n"] == 3
+
+
+def test_a_query_never_reuses_a_statement_the_object_prepared(db: ObjectDatabase) -> None:
+    """The object ran this exact DELETE (so it is in the statement cache, authorized by
+    the object's guard); typed into the inspector, it is still refused."""
+    sql = _fill(db)
+    sql.exec("DELETE FROM notes WHERE id = 99")
+    db.commit()
+    with pytest.raises(sqlite3.Error):
+        inspection.read_only_query(
+            db.conn, "DELETE FROM notes WHERE id = 99", restore=installed_guard(db)
+        )
+
+
+def test_a_read_only_connection_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    db = ObjectDatabase(tmp_path / "o.sqlite", backend=Backend.SQLITE)
+    _fill(db)
+    db.close()  # a clean close checkpoints the WAL away
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with inspection.open_read_only(tmp_path / "o.sqlite") as conn:
+        assert inspection.read_tables(conn)[0].count == 2
+        with pytest.raises(sqlite3.OperationalError):
+            conn.execute("DELETE FROM notes")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_read_only_connection_does_not_wait_for_a_live_file(db: ObjectDatabase) -> None:
+    """The object's connection holds the file exclusively: a second one fails at once."""
+    _fill(db)
+    with (
+        pytest.raises(sqlite3.OperationalError, match="locked"),
+        inspection.open_read_only(db.path) as conn,
+    ):
+        conn.execute("SELECT * FROM notes").fetchall()
+
+
+def test_a_snapshot_is_a_whole_database(db: ObjectDatabase, tmp_path: Path) -> None:
+    _fill(db)
+    data = inspection.snapshot(db.conn)
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(data)
+    with inspection.open_read_only(copy) as conn:
+        assert [e.key for e in inspection.read_kv(conn)[0]] == ["a", "b"]
+        assert inspection.read_tables(conn)[0].rows == [(1, "one"), (2, "two")]
+
+
+def test_large_values_are_counted_not_read(db: ObjectDatabase) -> None:
+    """Reads are bounded: a 2 MiB value is not loaded to be shown."""
+    db.begin_write()
+    big = codec.encode("x" * (inspection.MAX_VALUE_BYTES + 1))
+    db.conn.execute(internal_sql("INSERT INTO _cf_KV (key, value) VALUES (?, ?)"), (b"big", big))
+    db.commit()
+    (entry,), _ = inspection.read_kv(db.conn)
+    assert (entry.key, entry.value, entry.size, entry.shown) == ("big", None, len(big), False)
+
+
+def test_a_query_stops_at_its_byte_budget(
+    db: ObjectDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sql = _fill(db)
+    sql.exec("INSERT INTO notes (body) VALUES (?)", "y" * 100)
+    db.commit()
+    monkeypatch.setattr(inspection, "MAX_READ_BYTES", 50)
+    result = inspection.read_only_query(
+        db.conn, "SELECT body FROM notes ORDER BY length(body) DESC"
+    )
+    assert result.rows == [("y" * 100,)]
+    assert result.truncated
+
+
+def test_kv_pages_by_prefix_and_last_key(db: ObjectDatabase) -> None:
+    db.begin_write()
+    for key in ("", "a", "user:1", "user:2", "user:3", "z"):
+        db.conn.execute(
+            internal_sql("INSERT INTO _cf_KV (key, value) VALUES (?, ?)"),
+            (key.encode(), codec.encode(key)),
+        )
+    db.commit()
+    keys = [e.key for e in inspection.read_kv(db.conn)[0]]
+    assert keys == ["", "a", "user:1", "user:2", "user:3", "z"]
+    page, more = inspection.read_kv(db.conn, prefix="user:", limit=2)
+    assert ([e.key for e in page], more) == (["user:1", "user:2"], True)
+    page, more = inspection.read_kv(db.conn, prefix="user:", after="user:2", limit=2)
+    assert ([e.key for e in page], more) == (["user:3"], False)
