@@ -29,6 +29,7 @@ from typing import Any
 from objectd.asgi.admin import AdminRoutes
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
+from objectd.asgi.metrics import MetricsEndpoint
 from objectd.asgi.reload import expect_code_updates, on_code_update
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
 from objectd.errors import DurableObjectError, ObjectResetError
@@ -36,6 +37,7 @@ from objectd.fetch import Headers, Request
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
 from objectd.runtime.loader import describe_load_error
+from objectd.runtime.metrics import NO_METRICS
 from objectd.runtime.project import Project
 from objectd.runtime.relay import relay
 from objectd.runtime.settings import RuntimeSettings
@@ -123,6 +125,11 @@ class ObjectdApp:
         self.code_reloads = code_reloads
         # /__objectd/: open in development, else only with the token (asgi/admin.py).
         self.admin = AdminRoutes(token=admin_token, open_without_token=show_errors)
+        # /__objectd/metrics (asgi.metrics): counted only where the admin surface exists.
+        self.metrics: MetricsEndpoint | None = None
+        if self.admin.enabled:
+            self.metrics = MetricsEndpoint(lambda: self.project)
+            self.admin.add("/__objectd/metrics", self.metrics)
         self.project: Project | None = None
         # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
@@ -136,6 +143,8 @@ class ObjectdApp:
                 await self._run_scheduled(scope, send)
             elif self.admin.handles(scope):
                 await self.admin(scope, receive, send)
+            elif self.metrics is not None:
+                await self.metrics.front.serve(self._http, scope, receive, send)
             else:
                 await self._http(scope, receive, send)
         elif kind == "lifespan":
@@ -152,6 +161,7 @@ class ObjectdApp:
                 environment=self.environment,
                 settings=self.settings,
                 secrets=self.secrets,
+                metrics=self.metrics.runtime if self.metrics is not None else NO_METRICS,
             )
             await project.start()
             self.project = project
@@ -359,7 +369,16 @@ class ObjectdApp:
             return
         await send(_accept_message(response.headers))
         del request, response, socket  # an idle connection should hold only what it needs
-        await connection.run(receive, link)
+        if self.metrics is None:
+            await connection.run(receive, link)
+            return
+        front = self.metrics.front
+        front.websockets_accepted += 1
+        front.websockets_open += 1
+        try:
+            await connection.run(receive, link)
+        finally:
+            front.websockets_open -= 1
 
 
 def _scan_headers(scope: Scope) -> tuple[str | None, int]:

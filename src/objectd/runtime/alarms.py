@@ -148,6 +148,8 @@ class AlarmScheduler:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.fired = 0  # alarm() runs that succeeded
+        self.retried = 0  # alarm() runs that failed and were scheduled to run again
+        self.abandoned = 0  # alarms deleted after their last retry (or abort(retry_alarm=False))
         self._index = AlarmIndex(index_path)
         # Rows of classes that are gone (deleted, or moved to another script).
         self._index.keep_only(self._classes)
@@ -407,8 +409,10 @@ class AlarmScheduler:
                 error,
                 _traceback(error),
             )
+            self.abandoned += 1
             await self._abandon(key, slot, run.scheduled_time, host)
             return
+        self.retried += 1
         delay = retry_delay(run.retry_count, self._rng)
         slot.failed_time = run.scheduled_time
         slot.retries = run.retry_count + 1

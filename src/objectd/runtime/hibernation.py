@@ -33,6 +33,7 @@ from objectd.errors import (
     OverloadedError,
 )
 from objectd.runtime.exits import stray_cancel_error
+from objectd.runtime.metrics import ResetCause
 from objectd.runtime.objects import find_handler
 
 if TYPE_CHECKING:
@@ -97,6 +98,11 @@ class SocketManager:
 
     def holds_sockets(self) -> bool:
         return bool(self._sockets)
+
+    @property
+    def hibernatable_count(self) -> int:
+        """Hibernatable sockets open on the object (what it keeps across an eviction)."""
+        return len(self._sockets)
 
     def reset(self, error: BaseException) -> None:
         """The object was reset: every socket it holds is disconnected (spec §8)."""
@@ -193,7 +199,7 @@ class SocketManager:
                 log.exception("object %s: %s() failed", self._host.id, name)
                 return
             error = ObjectResetError(EVENT_TIMEOUT_MESSAGE)
-            self._host.reset(error)
+            self._host.reset(error, cause=ResetCause.EVENT_TIMEOUT)
             raise error from None
         except Exception:
             log.exception("object %s: %s() failed", self._host.id, name)
