@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from objectd.asgi import logs
 from objectd.asgi.admin import AdminRoutes
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
@@ -180,7 +181,12 @@ class ObjectdApp:
                     project = await self.startup()
                 except (Exception, SystemExit, KeyboardInterrupt) as exc:  # raised by the module
                     report = describe_load_error(exc, self.project_dir)
-                    log.error("objectd: cannot load %s:\n%s", self.project_dir, report)
+                    log.error(
+                        "objectd: cannot load %s:\n%s",
+                        self.project_dir,
+                        report,
+                        extra={"traceback": report},
+                    )
                     if not self.show_errors:  # logged once: uvicorn is given no message to repeat
                         await send({"type": "lifespan.startup.failed", "message": ""})
                         return
@@ -189,17 +195,16 @@ class ObjectdApp:
                         f"{report}\n"
                     )
                     if self.announce:
-                        print(
+                        logs.announce(
                             f"objectd: every request to {self.announce} gets 500 with this "
-                            "error until a save fixes it",
-                            flush=True,
+                            "error until a save fixes it"
                         )
                     await send({"type": "lifespan.startup.complete"})
                     continue
                 if self.code_reloads:
                     on_code_update(self._code_updated)
                 if self.announce:
-                    print(f"objectd: serving {project.config.name} on {self.announce}", flush=True)
+                    logs.announce(f"objectd: serving {project.config.name} on {self.announce}")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
@@ -335,7 +340,10 @@ class ObjectdApp:
     def _uncaught(self, exc: Exception) -> bytes:
         """Log the report of an exception the worker did not catch; the 500 body."""
         report = format_report(exc)
-        log.error("objectd: uncaught exception in the worker\n%s", report.rstrip("\n"))
+        shown = report.rstrip("\n")
+        log.error(
+            "objectd: uncaught exception in the worker\n%s", shown, extra={"traceback": shown}
+        )
         if not self.show_errors:
             return b"Internal Server Error"
         return f"Internal Server Error\n\n{report}".encode()
