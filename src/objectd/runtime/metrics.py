@@ -114,10 +114,10 @@ class Metrics:
 
     enabled = False
 
-    def committed(self, seconds: float) -> None:
+    def committed(self, seconds: float, /) -> None:
         """One flush committed its objects' transactions (no sync) in ``seconds``."""
 
-    def synced(self, seconds: float) -> None:
+    def synced(self, seconds: float, /) -> None:
         """One sync (one object's inline ``fdatasync`` or a group sync) took ``seconds``."""
 
 
@@ -132,9 +132,6 @@ class RecordingMetrics(Metrics):
     def __init__(self) -> None:
         self.commit_seconds = Histogram()
         self.sync_seconds = Histogram()
-
-    def committed(self, seconds: float) -> None:
-        self.commit_seconds.observe(seconds)
-
-    def synced(self, seconds: float) -> None:
-        self.sync_seconds.observe(seconds)
+        # The engine's call goes straight to the histogram: one Python call, not two.
+        self.committed = self.commit_seconds.observe  # type: ignore[method-assign]
+        self.synced = self.sync_seconds.observe  # type: ignore[method-assign]
