@@ -199,3 +199,21 @@ def test_metrics_need_the_token_in_serve(metered: Path, tmp_path: Path) -> None:
             assert http.get("/__objectd/metrics").status_code == 404
     finally:
         server.kill()
+
+
+def test_dev_serves_metrics_without_a_token(metered: Path, tmp_path: Path) -> None:
+    server = Server(metered, tmp_path / "data", mode="dev").start()
+    try:
+        with server.client() as http:
+            assert http.get("/count").text == "1"
+            answer = http.get("/__objectd/metrics")
+            assert answer.status_code == 200
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(answer.text)
+                for s in family.samples
+            }
+            assert value(samples, "objectd_http_requests_total", status="200") == 1
+            assert value(samples, "objectd_commits_total") == 1
+    finally:
+        server.kill()
