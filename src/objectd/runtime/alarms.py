@@ -395,7 +395,7 @@ class AlarmScheduler:
         host: ObjectHost,
     ) -> None:
         label = f"{host.object_class.name} {host.id}"
-        about = {"class": host.object_class.name, "id": str(host.id)}  # --log-format json
+        about = host.about  # --log-format json
         if run.changed or slot.version != start_version:
             # The alarm was set again meanwhile: the new one supersedes these retries.
             log.warning("objectd: alarm() of %s failed: %s", label, error, extra=about)
@@ -444,7 +444,12 @@ class AlarmScheduler:
         try:
             await host.submit(clear)
         except Exception as exc:
-            log.warning("objectd: cannot delete the abandoned alarm of %s: %s", host.id, exc)
+            log.warning(
+                "objectd: cannot delete the abandoned alarm of %s: %s",
+                host.id,
+                exc,
+                extra=host.about,
+            )
             self._drop(key, slot, version)  # forget it: it is not retried either way
             return
         self._look_again(slot)

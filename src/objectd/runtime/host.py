@@ -98,6 +98,11 @@ class ObjectHost:
         # Set by runtime.alarms while alarm() runs (getAlarm() semantics, retries).
         self.current_alarm: Any = None
 
+    @property
+    def about(self) -> dict[str, str]:
+        """A log record's ``extra`` for lines about this object (``--log-format json``)."""
+        return {"class": self.object_class.name, "id": str(self.id)}
+
     # -- submitting events ---------------------------------------------------------------
 
     def submit(
@@ -295,6 +300,7 @@ class ObjectHost:
                 self.id,
                 self.object_class.name,
                 error,
+                extra=self.about,
             )
             if error is None:
                 ready.cancel()  # the executor was shut down
@@ -367,7 +373,7 @@ class ObjectHost:
             self.id,
             self.object_class.name,
             error,
-            extra={"class": self.object_class.name, "id": str(self.id)},
+            extra=self.about,
         )
         self._drop_instance(error)
         me = asyncio.current_task()
@@ -453,12 +459,18 @@ class ObjectHost:
                 raise
             self.reset(exit_error(exc), cause=ResetCause.EXIT)
         except Exception:
-            log.exception("object %s: a wait_until() task failed", self.id)
+            log.exception("object %s: a wait_until() task failed", self.id, extra=self.about)
         except asyncio.CancelledError as exc:
             failure = stray_cancel_error(exc)
             if failure is None:
                 raise
-            log.error("object %s: a wait_until() task failed: %s", self.id, failure, exc_info=exc)
+            log.error(
+                "object %s: a wait_until() task failed: %s",
+                self.id,
+                failure,
+                exc_info=exc,
+                extra=self.about,
+            )
 
     # -- eviction and shutdown -----------------------------------------------------------
 

@@ -116,10 +116,10 @@ async def _guarded(
 def _reset(host: ObjectHost, activation: int, error: ObjectResetError, cause: ResetCause) -> None:
     label = object_label(host.object_class.name, host.id)
     if host.activations == activation and host.phase is HostPhase.LIVE:
-        log.error("%s: a task it created failed: %s", label, error)
+        log.error("%s: a task it created failed: %s", label, error, extra=host.about)
         host.reset(error, cause=cause)  # logs the reset too
     else:  # the instance that created it is gone already: never reset its successor
-        log.error("%s: a task of a former instance failed: %s", label, error)
+        log.error("%s: a task of a former instance failed: %s", label, error, extra=host.about)
 
 
 def _retrieve_logged(logged: list[BaseException], task: asyncio.Task[Any]) -> None:
