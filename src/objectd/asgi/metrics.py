@@ -92,8 +92,9 @@ class FrontCounts:
 
     async def serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         """Run ``handler`` for an HTTP request, counting its answer's status and the time
-        from the request's arrival to the last byte of the answer handed to the server.
-        A request whose client left before an answer is not counted."""
+        from the app's receiving the request (its head parsed) to the last byte of the
+        answer handed to the server.  A request whose client left before an answer is not
+        counted."""
         started = time.perf_counter()
         status = 0
 
@@ -122,7 +123,8 @@ class MetricsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("method", "GET") not in ("GET", "HEAD"):
-            await _answer(send, 405, b"objectd admin: metrics are read with GET\n", b"text/plain")
+            body = b"objectd admin: metrics are read with GET\n"
+            await _answer(send, 405, body, b"text/plain", [(b"allow", b"GET, HEAD")])
             return
         body = generate_latest(self.registry)
         await _answer(send, 200, b"" if scope.get("method") == "HEAD" else body)
@@ -151,7 +153,7 @@ class _Collector:
         yield requests
         yield _histogram(
             "objectd_http_request_duration_seconds",
-            "Seconds from a request's arrival to its whole answer.",
+            "Seconds from a request reaching the app to its whole answer.",
             front.latency,
         )
         yield GaugeMetricFamily(
@@ -250,8 +252,15 @@ def _histogram(name: str, doc: str, histogram: Histogram) -> HistogramMetricFami
     return family
 
 
-async def _answer(send: Send, status: int, body: bytes, content_type: bytes = b"") -> None:
+async def _answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = b"",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     headers = [
+        *(extra or []),
         (b"content-type", content_type or CONTENT_TYPE),
         (b"cache-control", b"no-store"),
         (b"content-length", b"%d" % len(body)),
