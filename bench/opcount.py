@@ -20,6 +20,11 @@ garbage collector is off while counting.  Prints one JSON line::
     .venv/bin/python bench/opcount.py --check bench/opcount-baseline.json
     .venv/bin/python bench/opcount.py --write-baseline bench/opcount-baseline.json
     .venv/bin/python bench/opcount.py --explain hot_seq,kv_put          # what they are
+    .venv/bin/python bench/opcount.py --metrics     # with the runtime's timings recorded
+
+``--metrics`` loads the project with ``runtime.metrics.RecordingMetrics`` (as a server with
+``/__objectd/metrics`` does): the cost of the commit and sync timings.  The front's own
+counts (statuses, request latency) are outside ``Project.fetch`` and not counted here.
 
 ``--check`` exits 1 when a count per request grew by more than ``--tolerance`` (25 %)
 over the baseline of the same profile; ``--write-baseline`` measures every profile
@@ -53,6 +58,7 @@ from typing import Any
 import objectd
 from objectd.runtime.clock import FakeClock
 from objectd.runtime.committer import Durability
+from objectd.runtime.metrics import NO_METRICS, RecordingMetrics
 from objectd.runtime.project import Project
 from objectd.runtime.settings import RuntimeSettings
 from objectd.runtime.watchdog import CpuWatchdog
@@ -352,6 +358,7 @@ def measure(
     data_dir: Path | None = None,
     only: set[str] | None = None,
     explain: set[str] | None = None,
+    metrics: bool = False,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Counter[str]]]]:
     """Run the workload of ``profile``; per-request counts per workload (and --explain detail)."""
     size = PROFILES[profile]
@@ -360,7 +367,11 @@ def measure(
     async def main(root: Path) -> Meter:
         settings = RuntimeSettings(clock=FakeClock())
         project = Project.load(
-            BENCH_APP, data_dir=root, durability=Durability.FSYNC, settings=settings
+            BENCH_APP,
+            data_dir=root,
+            durability=Durability.FSYNC,
+            settings=settings,
+            metrics=RecordingMetrics() if metrics else NO_METRICS,
         )
         meter = Meter(project, explain=explain or set())
         await project.start()
@@ -468,6 +479,7 @@ def main() -> int:
     parser.add_argument("--check", type=Path, metavar="BASELINE", help="compare; exit 1 on growth")
     parser.add_argument("--tolerance", type=float, default=0.25, help="allowed growth (0.25)")
     parser.add_argument("--write-baseline", type=Path, metavar="BASELINE")
+    parser.add_argument("--metrics", action="store_true", help="record the runtime's timings")
     parser.add_argument(
         "--explain", default="", metavar="WORKLOADS", help="print statements and top calls"
     )
@@ -481,7 +493,7 @@ def main() -> int:
     for name in (only or set()) | explain:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
-    counts, details = measure(args.profile, only=only, explain=explain)
+    counts, details = measure(args.profile, only=only, explain=explain, metrics=args.metrics)
     line = {"tool": "opcount", "profile": args.profile, **environment(), "counts": counts}
     print(json.dumps(line), flush=True)
     _print_details(details, counts)

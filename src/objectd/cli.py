@@ -136,6 +136,14 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
             default="info",
             show_default=True,
         ),
+        click.option(
+            "--log-format",
+            type=click.Choice(list(logs.LOG_FORMATS)),
+            default="text",
+            show_default=True,
+            help="text: LEVEL name: message. json: one JSON object per line (time, level, "
+            "logger, message; class and id on an object's lines; traceback).",
+        ),
         click.option("--access-log/--no-access-log", default=False, show_default=True),
         click.option(
             "--idle-timeout",
@@ -413,10 +421,12 @@ def _uvicorn_config(
     app: Any, limits: FrontLimits, plan: DescriptorPlan, options: dict[str, Any], **extra: Any
 ) -> uvicorn.Config:
     log_level = options["log_level"]
-    logs.configure(log_level, access_log=options["access_log"])
+    log_format = options["log_format"]
+    logs.configure(log_level, access_log=options["access_log"], log_format=log_format)
     return ServerConfig(
         app,
         limits=limits,
+        log_format=log_format,
         host=options["host"],
         port=options["port"],
         loop="uvloop" if sys.platform != "win32" else "asyncio",

@@ -20,7 +20,8 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Ready: serving, or (objectd dev, code that does not load) answering every request 500.
-_READY = re.compile(r"objectd: (?:serving \S+ on|every request to) (http://\S+)")
+# The URL ends at a quote too: with --log-format json the line is a JSON object.
+_READY = re.compile(r"objectd: (?:serving \S+ on|every request to) (http://[^\s\"]+)")
 
 
 class Server:

@@ -26,10 +26,11 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from objectd.asgi import inspector
+from objectd.asgi import inspector, logs
 from objectd.asgi.admin import AdminRoutes
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import FrontLimits
+from objectd.asgi.metrics import FrontCounts, MetricsEndpoint
 from objectd.asgi.reload import expect_code_updates, on_code_update
 from objectd.asgi.request_body import IncomingBody
 from objectd.asgi.streaming import send_streamed
@@ -39,6 +40,7 @@ from objectd.fetch import Headers, Request, Response, streamed_body
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
 from objectd.runtime.loader import describe_load_error
+from objectd.runtime.metrics import NO_METRICS
 from objectd.runtime.project import Project
 from objectd.runtime.relay import relay
 from objectd.runtime.settings import RuntimeSettings
@@ -140,6 +142,11 @@ class ObjectdApp:
         self.load_on_demand = load_on_demand
         self.require_entrypoint = require_entrypoint  # False: classes and bindings only
         inspector.install(self)
+        # /__objectd/metrics (asgi.metrics): counted only where the admin surface exists.
+        self.metrics: MetricsEndpoint | None = None
+        if self.admin.enabled:
+            self.metrics = MetricsEndpoint(lambda: self.project)
+            self.admin.add("/__objectd/metrics", self.metrics)
         self.project: Project | None = None
         # With show_errors: why the project did not load, answered to every request.
         self.load_error: str | None = None
@@ -153,6 +160,8 @@ class ObjectdApp:
                 await self._run_scheduled(scope, send)
             elif self.admin.handles(scope):
                 await self.admin(scope, receive, send)
+            elif self.metrics is not None:
+                await self.metrics.front.serve(self._http, scope, receive, send)
             else:
                 await self._http(scope, receive, send)
         elif kind == "lifespan":
@@ -170,6 +179,7 @@ class ObjectdApp:
                 settings=self.settings,
                 secrets=self.secrets,
                 require_entrypoint=self.require_entrypoint,
+                metrics=self.metrics.runtime if self.metrics is not None else NO_METRICS,
             )
             try:
                 await project.start()
@@ -199,7 +209,12 @@ class ObjectdApp:
                     project = await self.startup()
                 except (Exception, SystemExit, KeyboardInterrupt) as exc:  # raised by the module
                     report = describe_load_error(exc, self.project_dir)
-                    log.error("objectd: cannot load %s:\n%s", self.project_dir, report)
+                    log.error(
+                        "objectd: cannot load %s:\n%s",
+                        self.project_dir,
+                        report,
+                        extra={"traceback": report},
+                    )
                     if not self.show_errors:  # logged once: uvicorn is given no message to repeat
                         await send({"type": "lifespan.startup.failed", "message": ""})
                         return
@@ -208,10 +223,9 @@ class ObjectdApp:
                         f"{report}\n"
                     )
                     if self.announce:
-                        print(
+                        logs.announce(
                             f"objectd: every request to {self.announce} gets 500 with this "
-                            "error until a save fixes it",
-                            flush=True,
+                            "error until a save fixes it"
                         )
                     await send({"type": "lifespan.startup.complete"})
                     continue
@@ -219,7 +233,7 @@ class ObjectdApp:
                     on_code_update(self._code_updated)
                 inspector.record_address(self, project)
                 if self.announce:
-                    print(f"objectd: serving {project.config.name} on {self.announce}", flush=True)
+                    logs.announce(f"objectd: serving {project.config.name} on {self.announce}")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
@@ -389,7 +403,10 @@ class ObjectdApp:
     def _uncaught(self, exc: Exception) -> bytes:
         """Log the report of an exception the worker did not catch; the 500 body."""
         report = format_report(exc)
-        log.error("objectd: uncaught exception in the worker\n%s", report.rstrip("\n"))
+        shown = report.rstrip("\n")
+        log.error(
+            "objectd: uncaught exception in the worker\n%s", shown, extra={"traceback": shown}
+        )
         if not self.show_errors:
             return b"Internal Server Error"
         return f"Internal Server Error\n\n{report}".encode()
@@ -407,7 +424,13 @@ class ObjectdApp:
             await _deny(scope, send, 503, NOT_STARTED_MESSAGE, _BUSY_HEADERS)
             return
         await serve_upgrade(
-            scope, send, receive, project.fetch, self.ws_send_buffer, self._uncaught
+            scope,
+            send,
+            receive,
+            project.fetch,
+            self.ws_send_buffer,
+            self._uncaught,
+            counts=self.metrics.front if self.metrics is not None else None,
         )
 
 
@@ -420,11 +443,13 @@ async def serve_upgrade(
     uncaught: Callable[[Exception], bytes],
     *,
     url: str | None = None,
+    counts: FrontCounts | None = None,
 ) -> None:
     """Answer an upgrade whose ``websocket.connect`` was received: ``fetch`` (the worker's,
     or an object's) is asked, a 101 is accepted and relayed until the connection ends, and
     any other answer denies the upgrade with it.  ``uncaught`` logs an exception ``fetch``
-    raised and returns the 500 body; ``url``: the request's URL instead of the scope's.
+    raised and returns the 500 body; ``url``: the request's URL instead of the scope's;
+    ``counts``: where accepted and open sockets are counted (/__objectd/metrics).
     """
     try:
         request = _request_from_scope(scope, _scan_headers(scope)[0], b"")
@@ -449,7 +474,15 @@ async def serve_upgrade(
         return
     await send(_accept_message(response.headers))
     del request, response, socket  # an idle connection should hold only what it needs
-    await connection.run(receive, link)
+    if counts is None:
+        await connection.run(receive, link)
+        return
+    counts.websockets_accepted += 1
+    counts.websockets_open += 1
+    try:
+        await connection.run(receive, link)
+    finally:
+        counts.websockets_open -= 1
 
 
 def _scan_headers(scope: Scope) -> tuple[str | None, int]:

@@ -8,6 +8,16 @@ and watchfiles' change counts (the reloader says which file changed).  The lines
 and websockets log for every WebSocket (``[accepted]``, ``connection open``,
 ``connection closed``) are access-log lines: shown with ``--access-log`` or at debug.
 
+Two formats (``--log-format``).  ``text`` (the default): ``LEVEL name: message``, an
+error report on the lines after it.
+``json``: one JSON object per line, for a log collector: ``time`` (UTC, ISO 8601),
+``level``, ``logger``, ``message``; ``class`` and ``id`` on a record about one object
+(given by the runtime, or, for what code logs inside an object's event, taken from the
+event); ``traceback`` with the whole report when there is one (a record's exception,
+or the report objectd logs at the end of its message and names in ``extra={"traceback":
+report}``, so that other log formatters still show it).  uvicorn's own lines and
+the ``objectd: serving …`` announcement (:func:`announce`) take the same format.
+
 :func:`configure` runs in every process that serves: the ``objectd`` command, and each
 process ``objectd dev``'s reloader starts (``ServerConfig.configure_logging``), which
 would otherwise drop objectd's INFO lines.
@@ -15,9 +25,17 @@ would otherwise drop objectd's INFO lines.
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["configure"]
+from objectd.runtime.host import current_host
+
+__all__ = ["LOG_FORMATS", "announce", "configure"]
+
+LOG_FORMATS = ("text", "json")
 
 _FORMAT = "%(levelname)s %(name)s: %(message)s"
 # uvicorn's messages (format strings, as logged) that describe its own lifecycle.
@@ -58,6 +76,53 @@ class _Formatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (see the module docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        report = getattr(record, "traceback", None)
+        if report and message.endswith(report):  # the report is a field, not in the message
+            message = message[: -len(report)].rstrip()
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        object_class = getattr(record, "class", None)
+        object_id = getattr(record, "id", None)
+        if object_class is None:
+            host = current_host.get()  # logged inside an object's event
+            if host is not None:
+                object_class, object_id = host.object_class.name, host.id
+        if object_class is not None:
+            entry["class"] = object_class
+            entry["id"] = str(object_id)
+        if record.exc_info:
+            report = (f"{report.rstrip()}\n" if report else "") + self.formatException(
+                record.exc_info
+            )
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        if report:
+            entry["traceback"] = report.rstrip("\n")
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+_FORMATTERS: dict[str, type[logging.Formatter]] = {"text": _Formatter, "json": _JsonFormatter}
+_format = "text"  # of this process, set by configure()
+
+
+def announce(message: str) -> None:
+    """Print one of the lines a server always shows (``objectd: serving … on URL``), at
+    any log level, in this process's log format."""
+    if _format == "json":
+        record = logging.LogRecord("objectd", logging.INFO, __file__, 0, message, None, None)
+        message = _JsonFormatter().format(record)
+    print(message, file=sys.stdout, flush=True)
+
+
 class _UvicornFilter(logging.Filter):
     """Drops uvicorn's lifecycle lines unless ``debug``, and its per-connection lines
     unless ``debug`` or ``access_log``."""
@@ -75,15 +140,29 @@ class _UvicornFilter(logging.Filter):
         return self.access_log or not record.msg.startswith(_PER_CONNECTION)
 
 
-def configure(log_level: str | int, *, access_log: bool) -> None:
+def configure(log_level: str | int, *, access_log: bool, log_format: str = "text") -> None:
     """Set up this process's log; idempotent (uvicorn reconfigures its loggers in a
-    reloaded process, so this runs again after it).  ``log_level``: a name or a number."""
+    reloaded process, so this runs again after it).  ``log_level``: a name or a number;
+    ``log_format``: one of :data:`LOG_FORMATS`."""
+    global _format
+    if log_format not in _FORMATTERS:
+        raise ValueError(f"log format {log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
+    _format = log_format
+    formatter_type = _FORMATTERS[log_format]
     level = log_level if isinstance(log_level, int) else logging.getLevelName(log_level.upper())
     root = logging.getLogger()
-    if not any(isinstance(handler.formatter, _Formatter) for handler in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(_Formatter())
-        root.addHandler(handler)
+    kinds = tuple(_FORMATTERS.values())
+    ours: list[logging.Handler] = [h for h in root.handlers if isinstance(h.formatter, kinds)]
+    if not ours:
+        ours = [logging.StreamHandler()]
+        root.addHandler(ours[0])
+    for handler in ours:
+        if type(handler.formatter) is not formatter_type:
+            handler.setFormatter(formatter_type())
+    if log_format == "json":  # uvicorn's loggers have handlers of their own
+        for name in ("uvicorn", "uvicorn.access"):
+            for own in logging.getLogger(name).handlers:
+                own.setFormatter(_JsonFormatter())
     root.setLevel(level)
     debug = level <= logging.DEBUG
     uvicorn_log = logging.getLogger("uvicorn.error")

@@ -77,7 +77,10 @@ class ServerConfig(uvicorn.Config):
     budget the WebSocket connections of the serving process share for incoming messages
     (a fresh one in ``objectd dev``'s serving process, which unpickles its own copy)."""
 
-    def __init__(self, app: Any, *, limits: FrontLimits, **kwargs: Any) -> None:
+    def __init__(
+        self, app: Any, *, limits: FrontLimits, log_format: str = "text", **kwargs: Any
+    ) -> None:
+        self.log_format = log_format  # read by configure_logging(), called by __init__
         super().__init__(
             app,
             http=HttpProtocol,
@@ -91,7 +94,9 @@ class ServerConfig(uvicorn.Config):
 
     def configure_logging(self) -> None:
         super().configure_logging()
-        logs.configure(self.log_level or "info", access_log=self.access_log)
+        logs.configure(
+            self.log_level or "info", access_log=self.access_log, log_format=self.log_format
+        )
 
 
 class _Refusal(Exception):

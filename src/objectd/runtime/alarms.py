@@ -148,6 +148,8 @@ class AlarmScheduler:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.fired = 0  # alarm() runs that succeeded
+        self.retried = 0  # alarm() runs that failed and were scheduled to run again
+        self.abandoned = 0  # alarms deleted after their last retry (or abort(retry_alarm=False))
         self._index = AlarmIndex(index_path)
         # Rows of classes that are gone (deleted, or moved to another script).
         self._index.keep_only(self._classes)
@@ -402,26 +404,32 @@ class AlarmScheduler:
         host: ObjectHost,
     ) -> None:
         label = f"{host.object_class.name} {host.id}"
+        about = host.about  # --log-format json
         if run.changed or slot.version != start_version:
             # The alarm was set again meanwhile: the new one supersedes these retries.
-            log.warning("objectd: alarm() of %s failed: %s", label, error)
+            log.warning("objectd: alarm() of %s failed: %s", label, error, extra=about)
             self._look_again(slot)
             return
         if not run.retry or run.retry_count >= MAX_RETRIES:
             why = "abort(retry_alarm=False)" if not run.retry else f"{MAX_RETRIES} retries"
+            tail, extra = _traceback(error, about)
             log.warning(
                 "objectd: alarm() of %s failed after %s; the alarm is abandoned: %s%s",
                 label,
                 why,
                 error,
-                _traceback(error),
+                tail,
+                extra=extra,
             )
+            self.abandoned += 1
             await self._abandon(key, slot, run.scheduled_time, host)
             return
+        self.retried += 1
         delay = retry_delay(run.retry_count, self._rng)
         slot.failed_time = run.scheduled_time
         slot.retries = run.retry_count + 1
         slot.due = self._now() + delay * 1000
+        tail, extra = _traceback(error, about)
         log.warning(
             "objectd: alarm() of %s failed; retry %d of %d in %.1f s: %s%s",
             label,
@@ -429,7 +437,8 @@ class AlarmScheduler:
             MAX_RETRIES,
             delay,
             error,
-            _traceback(error),
+            tail,
+            extra=extra,
         )
 
     async def _abandon(self, key: _Key, slot: _Slot, scheduled_time: int, host: ObjectHost) -> None:
@@ -444,7 +453,12 @@ class AlarmScheduler:
         try:
             await host.submit(clear)
         except Exception as exc:
-            log.warning("objectd: cannot delete the abandoned alarm of %s: %s", host.id, exc)
+            log.warning(
+                "objectd: cannot delete the abandoned alarm of %s: %s",
+                host.id,
+                exc,
+                extra=host.about,
+            )
             self._drop(key, slot, version)  # forget it: it is not retried either way
             return
         self._look_again(slot)
@@ -493,9 +507,14 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         )
 
 
-def _traceback(error: BaseException) -> str:
-    """The report of an error alarm() raised; none for objectd's own (a reset, a timeout)."""
+def _traceback(error: BaseException, about: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The report of an error alarm() raised, to end a log message (none for objectd's own:
+    a reset, a timeout), and the record's ``extra``: ``about`` and the report as
+    ``traceback`` (a field of its own with ``--log-format json``)."""
     if getattr(error, "remote_trace", None) is not None:
-        return "\n" + format_report(error).rstrip("\n")
-    text = getattr(error, "remote_traceback", "")  # an error that carries only the text
-    return f"\n{text}" if text else ""
+        report = format_report(error).rstrip("\n")
+    else:
+        report = getattr(error, "remote_traceback", "")  # an error that carries only the text
+    if not report:
+        return "", about
+    return "\n" + report, {**about, "traceback": report}

@@ -29,10 +29,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
+from objectd.runtime.metrics import NO_METRICS, Metrics
 from objectd.storage.syncing import SyncableFile, sync_files
 
 __all__ = ["Batch", "Committable", "Committer", "Durability"]
@@ -155,8 +157,11 @@ class Committer:
         durability: Durability = Durability.FSYNC,
         file_threads: int = 4,
         syncer: Callable[[Sequence[Committable]], None] | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.durability = durability
+        # Commit and sync latency, timed only when enabled (runtime.metrics).
+        self.metrics = metrics
         # Tests pass a recording syncer to hold or fail a sync; production syncs the files.
         self._syncer: Callable[[Sequence[Committable]], None] = syncer or _sync_group
         self._pending: dict[Committable, None] = {}
@@ -174,6 +179,7 @@ class Committer:
         self._group: dict[Committable, list[Batch]] = {}
         self._next_group: dict[Committable, list[Batch]] = {}
         self._group_sync: asyncio.Future[None] | None = None
+        self._group_started = 0.0  # perf_counter() when the group sync started (if timed)
         # Events submitted to any object and not finished, kept by the objects' hosts:
         # with more than one, a sync in a thread lets the loop serve the others.
         self.events_in_flight = 0
@@ -213,6 +219,8 @@ class Committer:
                     _fail(storage, None, exc)
                 return
         committed: list[tuple[Committable, Batch]] = []
+        timed = self.metrics.enabled
+        started = time.perf_counter() if timed else 0.0
         for storage in pending:
             try:
                 batch = storage.commit_batch()
@@ -224,6 +232,8 @@ class Committer:
         self.commits += len(committed)
         if not committed:
             return
+        if timed:
+            self.metrics.committed(time.perf_counter() - started)
         if self.durability is Durability.PROCESS:
             for _, batch in committed:
                 batch.settle(None)
@@ -253,12 +263,17 @@ class Committer:
 
     def _sync_inline(self, storage: Committable, batch: Batch) -> None:
         self.syncs += 1
+        timed = self.metrics.enabled
+        started = time.perf_counter() if timed else 0.0
         try:
             self._syncer([storage])
         except Exception as exc:
             _fail(storage, batch, exc)
         else:
             batch.settle(None)
+        finally:
+            if timed:
+                self.metrics.synced(time.perf_counter() - started)
 
     def _start_group_sync(self) -> None:
         group = self._next_group
@@ -272,11 +287,15 @@ class Committer:
                     _fail(storage, batch, exc)
             return
         self._group, self._group_sync = group, fut
+        if self.metrics.enabled:
+            self._group_started = time.perf_counter()
         fut.add_done_callback(self._group_synced)
 
     def _group_synced(self, fut: asyncio.Future[None]) -> None:
         group, self._group, self._group_sync = self._group, {}, None
         self.syncs += 1
+        if self.metrics.enabled:  # from the loop's view: the thread hop included
+            self.metrics.synced(time.perf_counter() - self._group_started)
         cancelled = fut.cancelled()
         error = RuntimeError("sync was cancelled") if cancelled else fut.exception()
         try:

@@ -33,6 +33,7 @@ from objectd.errors import (
     OverloadedError,
 )
 from objectd.runtime.exits import stray_cancel_error
+from objectd.runtime.metrics import ResetCause
 from objectd.runtime.objects import find_handler
 
 if TYPE_CHECKING:
@@ -98,6 +99,11 @@ class SocketManager:
     def holds_sockets(self) -> bool:
         return bool(self._sockets)
 
+    @property
+    def hibernatable_count(self) -> int:
+        """Hibernatable sockets open on the object (what it keeps across an eviction)."""
+        return len(self._sockets)
+
     def reset(self, error: BaseException) -> None:
         """The object was reset: every socket it holds is disconnected (spec §8)."""
         sockets = [*self._sockets, *self._pinned]
@@ -108,7 +114,10 @@ class SocketManager:
         self.event_timeout_ms = None
         if sockets:
             log.warning(
-                "object %s: %d WebSocket(s) disconnected by the reset", self._host.id, len(sockets)
+                "object %s: %d WebSocket(s) disconnected by the reset",
+                self._host.id,
+                len(sockets),
+                extra=self._host.about,
             )
         for ws in sockets:
             ws._disconnect()
@@ -172,7 +181,13 @@ class SocketManager:
         try:
             task = self._host.submit(functools.partial(self._run, name, args))
         except OverloadedError as exc:
-            log.warning("object %s: WebSocket %s dropped: %s", self._host.id, name, exc)
+            log.warning(
+                "object %s: WebSocket %s dropped: %s",
+                self._host.id,
+                name,
+                exc,
+                extra=self._host.about,
+            )
             return None
         task.add_done_callback(functools.partial(_report, self._host.id, name))
         return task
@@ -190,18 +205,25 @@ class SocketManager:
                     await result
         except TimeoutError:
             if not deadline.expired():
-                log.exception("object %s: %s() failed", self._host.id, name)
+                log.exception("object %s: %s() failed", self._host.id, name, extra=self._host.about)
                 return
             error = ObjectResetError(EVENT_TIMEOUT_MESSAGE)
-            self._host.reset(error)
+            self._host.reset(error, cause=ResetCause.EVENT_TIMEOUT)
             raise error from None
         except Exception:
-            log.exception("object %s: %s() failed", self._host.id, name)
+            log.exception("object %s: %s() failed", self._host.id, name, extra=self._host.about)
         except asyncio.CancelledError as exc:
             failure = stray_cancel_error(exc)
             if failure is None:
                 raise  # a reset or shutdown
-            log.error("object %s: %s() failed: %s", self._host.id, name, failure, exc_info=exc)
+            log.error(
+                "object %s: %s() failed: %s",
+                self._host.id,
+                name,
+                failure,
+                exc_info=exc,
+                extra=self._host.about,
+            )
 
 
 def manager_of(host: ObjectHost) -> SocketManager:

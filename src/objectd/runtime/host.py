@@ -37,6 +37,7 @@ from objectd.report import object_label
 from objectd.runtime.committer import Batch
 from objectd.runtime.exits import exit_error, from_signal, stray_cancel_error
 from objectd.runtime.gates import InputGate, in_critical_section
+from objectd.runtime.metrics import ResetCause
 from objectd.runtime.phase import HAS_FILE, HostPhase, advance
 from objectd.runtime.state import DurableObjectState
 from objectd.runtime.storage_api import STORAGE_TIMEOUT, DurableObjectStorage
@@ -99,6 +100,11 @@ class ObjectHost:
         # Streamed responses of the object still open (runtime.streaming): they pin it.
         self.streams = 0
 
+    @property
+    def about(self) -> dict[str, str]:
+        """A log record's ``extra`` for lines about this object (``--log-format json``)."""
+        return {"class": self.object_class.name, "id": str(self.id)}
+
     # -- submitting events ---------------------------------------------------------------
 
     def submit(
@@ -108,8 +114,11 @@ class ObjectHost:
 
         Raises :class:`OverloadedError` at once when too many events are queued.
         """
+        counts = self.object_class.counts
         if self._queued >= self.settings.max_queued_events:
+            counts.overloads += 1
             raise OverloadedError("Durable Object is overloaded. Too many requests queued.")
+        counts.events += 1
         event = _Event()
         event.reset_error = self.object_class.retired  # fails when it starts, if set
         task = asyncio.get_running_loop().create_task(self._run_event(event, call, after))
@@ -162,7 +171,7 @@ class ObjectHost:
                         self._activate()
                     except CpuLimitExceeded:
                         error = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
-                        self.reset(error)
+                        self.reset(error, cause=ResetCause.CPU_LIMIT)
                         raise error from None
             await self.gate.wait_open()  # a constructor's block_concurrency_while
             storage = self.storage
@@ -173,7 +182,7 @@ class ObjectHost:
                 raise ObjectResetError(abort.reason, remote=True) from None
             except CpuLimitExceeded:
                 error = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
-                self.reset(error)
+                self.reset(error, cause=ResetCause.CPU_LIMIT)
                 raise error from None
             except Exception as exc:
                 await self._output_gate(storage)
@@ -194,7 +203,7 @@ class ObjectHost:
         except (SystemExit, KeyboardInterrupt) as exc:  # in the constructor or the handler
             if from_signal(exc):
                 raise
-            raise self._reset_with(exit_error(exc)) from None
+            raise self._reset_with(exit_error(exc), ResetCause.EXIT) from None
         finally:
             self._events.discard(event)
 
@@ -207,6 +216,7 @@ class ObjectHost:
         batch = storage._gate_batch
         if batch is None or (batch.done and batch.error is None):
             return  # nothing pending (the common case for reads)
+        self.object_class.counts.output_gate_waits += 1
         await storage.wait_output_gate()
 
     # -- activation and reset ------------------------------------------------------------
@@ -292,6 +302,7 @@ class ObjectHost:
                 self.id,
                 self.object_class.name,
                 error,
+                extra=self.about,
             )
             if error is None:
                 ready.cancel()  # the executor was shut down
@@ -315,6 +326,7 @@ class ObjectHost:
         self.storage = DurableObjectStorage(self._db, oc.committer, self)
         self.state = DurableObjectState(self)
         self.activations += 1
+        oc.counts.activations += 1
         cls: Any = oc.cls
         instance = cls.__new__(cls)
         # Set before __init__ runs, so a subclass that forgets super().__init__ still works.
@@ -323,17 +335,17 @@ class ObjectHost:
         try:
             instance.__init__(self.state, oc.env)
         except DurableObjectAbort as abort:
-            self.reset(ObjectResetError(abort.reason))
+            self.reset(ObjectResetError(abort.reason), cause=ResetCause.ABORT)
             raise ObjectResetError(abort.reason, remote=True) from None
         except Exception as exc:
             # The triggering call fails; the next one constructs again (spec §3).
-            self.reset(ObjectResetError(str(exc)))
+            self.reset(ObjectResetError(str(exc)), cause=ResetCause.CONSTRUCTOR)
             raise as_remote(exc, where=object_label(oc.name, self.id)) from None
         except asyncio.CancelledError as exc:
             failure = stray_cancel_error(exc)
             if failure is None:
                 raise
-            self.reset(ObjectResetError(str(failure)))
+            self.reset(ObjectResetError(str(failure)), cause=ResetCause.CONSTRUCTOR)
             raise as_remote(failure, where=object_label(oc.name, self.id)) from None
         self.instance = instance
         self._advance(HostPhase.LIVE)
@@ -351,13 +363,20 @@ class ObjectHost:
         if self.phase in (HostPhase.CONSTRUCTING, HostPhase.LIVE):
             self._advance(HostPhase.OPEN)
 
-    def _reset_with(self, error: ObjectResetError) -> ObjectResetError:
-        self.reset(error)
+    def _reset_with(self, error: ObjectResetError, cause: ResetCause) -> ObjectResetError:
+        self.reset(error, cause=cause)
         return error
 
-    def reset(self, error: BaseException) -> None:
+    def reset(self, error: BaseException, *, cause: ResetCause = ResetCause.OTHER) -> None:
         """Drop the instance: uncommitted writes vanish; other events fail with ``error``."""
-        log.warning("object %s of %s reset: %s", self.id, self.object_class.name, error)
+        self.object_class.counts.resets[cause] += 1
+        log.warning(
+            "object %s of %s reset: %s",
+            self.id,
+            self.object_class.name,
+            error,
+            extra=self.about,
+        )
         self._drop_instance(error)
         me = asyncio.current_task()
         for event in list(self._events):
@@ -403,25 +422,28 @@ class ObjectHost:
             return result
         except TimeoutError:
             error = OverloadedError(_BCW_TIMEOUT, durable_object_reset=True)
-            self.reset(error)
+            self.reset(error, cause=ResetCause.CRITICAL_SECTION_TIMEOUT)
             raise error from None
         except DurableObjectAbort as abort:
-            self.reset(ObjectResetError(abort.reason))
+            self.reset(ObjectResetError(abort.reason), cause=ResetCause.ABORT)
             raise ObjectResetError(abort.reason, remote=True) from None
         except CpuLimitExceeded:
-            raise self._reset_with(ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)) from None
+            cpu = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
+            raise self._reset_with(cpu, ResetCause.CPU_LIMIT) from None
         except (SystemExit, KeyboardInterrupt) as exc:
             if from_signal(exc):
                 raise
-            raise self._reset_with(exit_error(exc)) from None
+            raise self._reset_with(exit_error(exc), ResetCause.EXIT) from None
         except Exception as exc:
-            self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}"))
+            failed = ObjectResetError(f"blockConcurrencyWhile() callback failed: {exc}")
+            self.reset(failed, cause=ResetCause.CRITICAL_SECTION)
             raise as_remote(exc) from None
         except asyncio.CancelledError as exc:
             failure = stray_cancel_error(exc)
             if failure is None:
                 raise
-            self.reset(ObjectResetError(f"blockConcurrencyWhile() callback failed: {failure}"))
+            failed = ObjectResetError(f"blockConcurrencyWhile() callback failed: {failure}")
+            self.reset(failed, cause=ResetCause.CRITICAL_SECTION)
             raise as_remote(failure) from None
         finally:
             gate.unlock()
@@ -433,18 +455,24 @@ class ObjectHost:
         try:
             await awaitable
         except CpuLimitExceeded:
-            self.reset(ObjectResetError(CPU_LIMIT_MESSAGE))
+            self.reset(ObjectResetError(CPU_LIMIT_MESSAGE), cause=ResetCause.CPU_LIMIT)
         except (SystemExit, KeyboardInterrupt) as exc:
             if from_signal(exc):
                 raise
-            self.reset(exit_error(exc))
+            self.reset(exit_error(exc), cause=ResetCause.EXIT)
         except Exception:
-            log.exception("object %s: a wait_until() task failed", self.id)
+            log.exception("object %s: a wait_until() task failed", self.id, extra=self.about)
         except asyncio.CancelledError as exc:
             failure = stray_cancel_error(exc)
             if failure is None:
                 raise
-            log.error("object %s: a wait_until() task failed: %s", self.id, failure, exc_info=exc)
+            log.error(
+                "object %s: a wait_until() task failed: %s",
+                self.id,
+                failure,
+                exc_info=exc,
+                extra=self.about,
+            )
 
     # -- eviction and shutdown -----------------------------------------------------------
 

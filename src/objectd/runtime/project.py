@@ -31,6 +31,7 @@ from objectd.runtime.exits import describe, from_signal, stray_cancel_error, wor
 from objectd.runtime.host import CPU_LIMIT_MESSAGE
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
+from objectd.runtime.metrics import NO_METRICS, Metrics
 from objectd.runtime.migrations import apply_migrations
 from objectd.runtime.namespace import DurableObjectNamespace
 from objectd.runtime.objects import (
@@ -145,6 +146,7 @@ class Project:
         secrets: Mapping[str, str] | None = None,  # None: from .dev.vars (development)
         lock_data_folder: bool = True,
         require_entrypoint: bool = True,
+        metrics: Metrics = NO_METRICS,
     ) -> Project:
         """Load the project in ``directory`` against its data folder, or refuse it.
 
@@ -156,12 +158,13 @@ class Project:
         ``lock_data_folder``: hold the data folder's server lock until :meth:`close`
         (``runtime.data_lock``); a second server on the same folder then raises
         :class:`~objectd.errors.DataFolderInUseError`.  False only in a process whose
-        supervisor holds the lock for it.
+        supervisor holds the lock for it.  ``metrics``: where the runtime reports its
+        timings (``runtime.metrics``; by default nowhere).
         """
         locks: list[data_lock.DataFolderLock] | None = [] if lock_data_folder else None
         try:
             project = cls._load(
-                directory, data_dir, durability, environment, settings, secrets, locks
+                directory, data_dir, durability, environment, settings, secrets, locks, metrics
             )
             if require_entrypoint and not project.has_entrypoint:
                 raise ConfigError(_no_entrypoint(project.config))
@@ -184,6 +187,7 @@ class Project:
         settings: RuntimeSettings | None,
         secrets: Mapping[str, str] | None,
         locks: list[data_lock.DataFolderLock] | None,
+        metrics: Metrics,
     ) -> Project:
         config = load_project(directory, env=environment, secrets=secrets)
         settings = settings or RuntimeSettings()
@@ -212,7 +216,7 @@ class Project:
             locks[0].acquire()  # before migrations can change what a running server serves
         states = apply_migrations(config, exported, root)
         _make_private(root)
-        committer = Committer(durability=durability)
+        committer = Committer(durability=durability, metrics=metrics)
         # <root>/<script>/: the folder apply_migrations created for this script.
         spares = SpareFiles(root / config.name / SPARES_FOLDER, template_files())
         classes: dict[str, ObjectClass] = {}

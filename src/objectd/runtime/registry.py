@@ -11,6 +11,7 @@ from objectd.ids import DurableObjectId, IdMinter
 from objectd.runtime.committer import Committer
 from objectd.runtime.host import ObjectHost
 from objectd.runtime.lifecycle import Lifecycle
+from objectd.runtime.metrics import ClassCounts, ResetCause
 from objectd.runtime.settings import RuntimeSettings
 from objectd.storage.database import Backend
 from objectd.storage.spares import SpareFiles
@@ -54,6 +55,8 @@ class ObjectClass:
     closing: dict[DurableObjectId, asyncio.Future[None]] = field(default_factory=dict)
     # Set by retire(): every event, in flight or new, fails with it (see ObjectHost.submit).
     retired: BaseException | None = None
+    # Events, activations, overloads, resets of its objects (runtime.metrics).
+    counts: ClassCounts = field(default_factory=ClassCounts)
 
     def host(self, object_id: DurableObjectId) -> ObjectHost:
         """The host of ``object_id`` in this process (one instance per id).
@@ -86,7 +89,7 @@ class ObjectClass:
         only the new process has the new code."""
         self.retired = error
         for host in list(self.hosts.values()):
-            host.reset(error)
+            host.reset(error, cause=ResetCause.CODE_UPDATED)
 
     async def close(self) -> None:
         if self.closing:

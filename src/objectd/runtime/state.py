@@ -12,6 +12,7 @@ from objectd.errors import (
     StorageError,
 )
 from objectd.runtime.hibernation import WebSocketContext
+from objectd.runtime.metrics import ResetCause
 
 if TYPE_CHECKING:
     import asyncio
@@ -75,7 +76,7 @@ class DurableObjectState(WebSocketContext):
         if not retry_alarm and self._host.current_alarm is not None:
             self._host.current_alarm.retry = False  # read by runtime.alarms when it fails
         abort = DurableObjectAbort(reason)
-        self._host.reset(ObjectResetError(abort.reason))
+        self._host.reset(ObjectResetError(abort.reason), cause=ResetCause.ABORT)
         raise abort
 
     blockConcurrencyWhile = block_concurrency_while

@@ -26,6 +26,7 @@ from objectd.errors import (
 from objectd.runtime import alarm_ops
 from objectd.runtime.commit_failures import commit_failure
 from objectd.runtime.committer import Batch, Committer
+from objectd.runtime.metrics import ResetCause
 from objectd.runtime.options import storage_options
 from objectd.runtime.refusal import Refused
 from objectd.storage.database import Backend, ObjectDatabase
@@ -285,7 +286,7 @@ class DurableObjectStorage(_KvOps):
             if held is not None and not held.done:
                 held.settle(error)
         if not self._closed:
-            self._host.reset(error)
+            self._host.reset(error, cause=ResetCause.STORAGE_TIMEOUT)
 
     def batch_failed(self, batch: Batch | None, error: BaseException) -> None:
         failed = commit_failure(error)
@@ -293,7 +294,7 @@ class DurableObjectStorage(_KvOps):
             if held is not None and not held.done:
                 held.settle(failed)
         if not self._closed:  # a closed view's instance is gone: never reset its successor
-            self._host.reset(failed)
+            self._host.reset(failed, cause=ResetCause.COMMIT_FAILED)
 
     def _check(self, op: str) -> None:
         if self._closed:

@@ -33,6 +33,7 @@ from objectd.errors import ObjectResetError
 from objectd.report import object_label
 from objectd.runtime.exits import describe, exit_error, from_signal, worker_exit_error
 from objectd.runtime.host import EVENT_CODE, ObjectHost, current_host
+from objectd.runtime.metrics import ResetCause
 from objectd.runtime.phase import HostPhase
 from objectd.runtime.watchdog import CPU_LIMIT_MESSAGE, CpuLimitExceeded
 
@@ -95,7 +96,8 @@ async def _guarded(
             log.error("a task of the Worker was stopped: %s", CPU_LIMIT_MESSAGE)
             error: BaseException = RuntimeError(CPU_LIMIT_MESSAGE)
         else:
-            error = _reset(host, activation, ObjectResetError(CPU_LIMIT_MESSAGE))
+            error = ObjectResetError(CPU_LIMIT_MESSAGE)
+            _reset(host, activation, error, ResetCause.CPU_LIMIT)
         logged.append(error)
         raise error from None
     except (SystemExit, KeyboardInterrupt) as exc:
@@ -105,19 +107,19 @@ async def _guarded(
             log.error("a task of the Worker raised %s", describe(exc), exc_info=exc)
             error = worker_exit_error(exc)
         else:
-            error = _reset(host, activation, exit_error(exc))
+            error = exit_error(exc)
+            _reset(host, activation, error, ResetCause.EXIT)
         logged.append(error)
         raise error from None
 
 
-def _reset(host: ObjectHost, activation: int, error: ObjectResetError) -> ObjectResetError:
+def _reset(host: ObjectHost, activation: int, error: ObjectResetError, cause: ResetCause) -> None:
     label = object_label(host.object_class.name, host.id)
     if host.activations == activation and host.phase is HostPhase.LIVE:
-        log.error("%s: a task it created failed: %s", label, error)
-        host.reset(error)  # logs the reset too
+        log.error("%s: a task it created failed: %s", label, error, extra=host.about)
+        host.reset(error, cause=cause)  # logs the reset too
     else:  # the instance that created it is gone already: never reset its successor
-        log.error("%s: a task of a former instance failed: %s", label, error)
-    return error
+        log.error("%s: a task of a former instance failed: %s", label, error, extra=host.about)
 
 
 def _retrieve_logged(logged: list[BaseException], task: asyncio.Task[Any]) -> None:
