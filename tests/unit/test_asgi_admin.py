@@ -14,6 +14,8 @@ TOKEN = "s3cret-admin-token-0123"
 
 
 def _scope(path: str, *headers: tuple[bytes, bytes]) -> Message:
+    if not any(name == b"host" for name, _ in headers):  # as a browser on this machine sends
+        headers = ((b"host", b"127.0.0.1:8787"), *headers)
     return {"type": "http", "method": "GET", "path": path, "headers": list(headers)}
 
 
@@ -111,3 +113,31 @@ def test_a_browser_without_the_token_is_sent_to_the_sign_in_form() -> None:
 
 def test_without_a_token_nothing_matches_it() -> None:
     assert not _routes(open_without_token=True).token_matches("")
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        (b"localhost:8787", 200),
+        (b"127.0.0.1:8787", 200),
+        (b"127.1.2.3", 200),
+        (b"[::1]:8787", 200),
+        (b"app.localhost", 200),
+        (b"attacker.example:8787", 403),  # DNS rebinding: a name that resolves to 127.0.0.1
+        (b"192.168.1.20:8787", 403),
+        (b"", 403),
+    ],
+)
+def test_dev_without_a_token_answers_only_a_loopback_host(host: bytes, status: int) -> None:
+    routes = _routes(open_without_token=True)
+    assert _call(routes, _scope("/__objectd/metrics", (b"host", host)))[0] == status
+
+
+def test_with_a_token_any_host_may_ask() -> None:
+    routes = _routes(token=TOKEN, open_without_token=True)
+    scope = _scope(
+        "/__objectd/metrics",
+        (b"host", b"objectd.example.com"),
+        (b"authorization", b"Bearer " + TOKEN.encode()),
+    )
+    assert _call(routes, scope)[0] == 200

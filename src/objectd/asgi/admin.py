@@ -3,8 +3,10 @@
 objectd's own pages and endpoints (the inspector, metrics) live under :data:`ADMIN_PREFIX`.
 Who may reach them:
 
-* ``objectd dev``: anyone who reaches the server (it binds 127.0.0.1 unless told
-  otherwise); with ``--admin-token`` set, only with the token, as in production.
+* ``objectd dev``: requests whose Host is a loopback name (``localhost``, 127.0.0.0/8,
+  ``::1``), so that a web page whose own name resolves to 127.0.0.1 (DNS rebinding)
+  cannot read them from the user's browser; any other Host gets 403 and must use
+  ``--admin-token``.  With ``--admin-token`` set, only with the token, as in production.
 * ``objectd serve``: only with ``--admin-token TOKEN`` (or ``OBJECTD_ADMIN_TOKEN``), and
   then every admin request must carry it, as ``Authorization: Bearer TOKEN`` or in the
   :data:`TOKEN_COOKIE` cookie (for a browser); anything else is 401.  Without a token the
@@ -21,6 +23,7 @@ registered prefix answers, and an admin path no feature serves is 404.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -80,6 +83,14 @@ class AdminRoutes:
         return path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._open and not _loopback_host(scope):
+            await _plain(
+                send,
+                403,
+                b"objectd admin: without --admin-token these pages answer only to a loopback "
+                b"Host (localhost, 127.0.0.1, [::1])\n",
+            )
+            return
         if scope["path"] == LOGIN_PATH and self._login is not None:
             await self._login(scope, receive, send)
             return
@@ -109,6 +120,23 @@ class AdminRoutes:
             return False
         given = _token_of(scope)
         return given is not None and hmac.compare_digest(given, self._token)
+
+
+def _loopback_host(scope: Scope) -> bool:
+    """Whether the request's Host names this machine's loopback (any port)."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    host = next((value for name, value in headers if name == b"host"), b"").decode("latin-1")
+    if host.startswith("["):
+        name = host[1 : host.find("]")] if "]" in host else ""
+    else:
+        name = host.rpartition(":")[0] if ":" in host else host
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _token_of(scope: Scope) -> bytes | None:
