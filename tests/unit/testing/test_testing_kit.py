@@ -82,7 +82,9 @@ def test_a_plain_def_test_awaits_through_objectd_run(
         objectd_run(3)
 
 
-async def test_storage_is_a_fresh_folder_under_tmp_path(objectd_env: Any, tmp_path: Path) -> None:
+async def test_167_storage_is_a_fresh_folder_under_tmp_path(
+    objectd_env: Any, tmp_path: Path
+) -> None:
     assert await objectd_env.COUNTER.get_by_name("a").bump() == 1
     files = list((tmp_path / "objectd-data").rglob("*.sqlite"))
     assert any(path.parent.name == "Counter" for path in files)
@@ -104,7 +106,7 @@ async def test_websocket_upgrade_through_objectd_self(objectd_self: SelfClient) 
 # -- helpers -----------------------------------------------------------------------------
 
 
-async def test_run_in_durable_object_sees_the_instance_and_its_state(objectd_env: Any) -> None:
+async def test_167_run_in_durable_object_sees_the_instance_and_its_state(objectd_env: Any) -> None:
     stub = objectd_env.COUNTER.get_by_name("a")
     await stub.bump()
 
@@ -117,7 +119,7 @@ async def test_run_in_durable_object_sees_the_instance_and_its_state(objectd_env
     assert await runInDurableObject(stub, lambda i, s: s.storage.get("seen")) is True
 
 
-async def test_run_in_durable_object_waits_its_turn_behind_the_input_gate(
+async def test_167_run_in_durable_object_waits_its_turn_behind_the_input_gate(
     objectd_env: Any,
 ) -> None:
     stub = objectd_env.COUNTER.get_by_name("a")
@@ -154,7 +156,7 @@ async def test_helpers_refuse_what_is_not_a_stub_or_namespace(objectd_env: Any) 
         await list_durable_object_ids(objectd_env.COUNTER.get_by_name("a"))
 
 
-async def test_run_durable_object_alarm_runs_it_now(
+async def test_167_run_durable_object_alarm_runs_it_now_and_clears_it(
     objectd_env: Any, objectd_clock: KitClock
 ) -> None:
     stub = objectd_env.COUNTER.get_by_name("a")
@@ -169,7 +171,7 @@ async def test_run_durable_object_alarm_runs_it_now(
     assert await run_in_durable_object(stub, lambda i, s: s.storage.get("alarm_runs")) == runs
 
 
-async def test_list_durable_object_ids(objectd_env: Any) -> None:
+async def test_167_list_durable_object_ids(objectd_env: Any) -> None:
     ns = objectd_env.COUNTER
     assert await list_durable_object_ids(ns) == []
     await ns.get_by_name("a").bump()
@@ -181,7 +183,7 @@ async def test_list_durable_object_ids(objectd_env: Any) -> None:
     assert set(await list_durable_object_ids(ns)) == set(ids)
 
 
-async def test_evict_drops_the_instance_and_keeps_storage(objectd_env: Any) -> None:
+async def test_150_evict_drops_the_instance_and_keeps_storage(objectd_env: Any) -> None:
     stub = objectd_env.COUNTER.get_by_name("a")
     await stub.bump()
     assert constructed() == ["a"]
@@ -192,7 +194,9 @@ async def test_evict_drops_the_instance_and_keeps_storage(objectd_env: Any) -> N
     assert await run_in_durable_object(stub, lambda i, s: i.in_memory) == 1
 
 
-async def test_evict_keeps_hibernatable_sockets(objectd_env: Any, objectd_self: SelfClient) -> None:
+async def test_146_evict_keeps_hibernatable_sockets(
+    objectd_env: Any, objectd_self: SelfClient
+) -> None:
     response = await objectd_self.fetch(
         "https://example.com/room", headers={"Upgrade": "websocket"}
     )
@@ -232,7 +236,7 @@ async def test_advance_fires_an_alarm_when_it_is_due(
     assert runs == [[0, when]]
 
 
-async def test_advance_retries_a_failed_alarm_after_its_backoff(
+async def test_126_advance_retries_a_failed_alarm_after_its_backoff(
     objectd_env: Any, objectd_clock: KitClock
 ) -> None:
     stub = objectd_env.COUNTER.get_by_name("a")
@@ -246,7 +250,7 @@ async def test_advance_retries_a_failed_alarm_after_its_backoff(
     assert await run_in_durable_object(stub, lambda i, s: s.storage.get_alarm()) is None
 
 
-async def test_advance_evicts_idle_objects(objectd_env: Any, objectd_clock: KitClock) -> None:
+async def test_149_advance_evicts_idle_objects(objectd_env: Any, objectd_clock: KitClock) -> None:
     stub = objectd_env.COUNTER.get_by_name("a")
     await stub.bump()
     await objectd_clock.advance(5)

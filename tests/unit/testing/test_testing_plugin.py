@@ -166,7 +166,7 @@ def test_a_marked_async_test_runs_on_the_kit_loop_without_fixtures(
     result.assert_outcomes(passed=1)
 
 
-def test_each_test_has_its_own_storage_in_any_order(pytester: pytest.Pytester) -> None:
+def test_167_each_test_has_its_own_storage_in_any_order(pytester: pytest.Pytester) -> None:
     make_project(pytester.path, "app")
     test = """
         import pytest
