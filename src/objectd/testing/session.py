@@ -18,17 +18,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from objectd.errors import ObjectResetError
 from objectd.fetch import Request, Response
 from objectd.runtime.clock import FakeClock
 from objectd.runtime.committer import Durability
 from objectd.runtime.project import Env, Project
 from objectd.runtime.settings import RuntimeSettings
 
-__all__ = ["IO_TIMEOUT_S", "KitClock", "KitRuntime", "SelfClient"]
+__all__ = ["IO_TIMEOUT_S", "TEST_ENDED", "KitClock", "KitRuntime", "SelfClient"]
 
 # The longest real wait for storage I/O in progress (a file open, close or sync in a
 # thread) before the clock moves: past it the test fails instead of hanging.
 IO_TIMEOUT_S = 30.0
+TEST_ENDED = "Durable Object reset because the test ended."
 _TURNS = 20  # loop turns given to woken tasks (they block again, or finish)
 _EXTRA_TURNS = 200  # more, at most, while alarm deliveries are still running
 
@@ -61,9 +63,19 @@ class KitRuntime:
         self.project = project
 
     async def close(self) -> None:
+        """Stop the runtime at the end of the test.  Work the test left running (a call
+        never awaited that waits forever) would hold the shutdown up: the objects still
+        at work are reset first, as a deploy would, so a teardown never hangs."""
         project, self.project = self.project, None
-        if project is not None:
-            await project.close()
+        if project is None:
+            return
+        await _turns(_TURNS)  # what is ready finishes first
+        ended = ObjectResetError(TEST_ENDED)
+        for object_class in project.classes.values():
+            for host in list(object_class.hosts.values()):
+                if host.busy:
+                    host.reset(ended)
+        await project.close()
 
     def _loaded(self) -> Project:
         if self.project is None:

@@ -30,10 +30,15 @@ new_sqlite_classes = ["Counter"]
 """
 
 WORKER = """
+import asyncio
+
 from objectd import DurableObject, Response, WorkerEntrypoint
 
 
 class Counter(DurableObject):
+    async def hang(self):
+        await asyncio.Event().wait()
+
     async def bump(self):
         value = (await self.ctx.storage.get("n") or 0) + 1
         await self.ctx.storage.put("n", value)
@@ -205,3 +210,23 @@ def test_two_sessions_at_once_do_not_share_storage(pytester: pytest.Pytester) ->
         out, err = session.communicate(timeout=60)
         assert session.returncode == 0, (out, err)
         assert b"1 passed" in out
+
+
+def test_a_call_left_hanging_does_not_hang_the_teardown(pytester: pytest.Pytester) -> None:
+    make_project(pytester.path, "app")
+    result = run(
+        pytester,
+        """
+        import asyncio
+
+        async def test_leaves_a_call_behind(objectd_env):
+            call = asyncio.ensure_future(objectd_env.COUNTER.get_by_name("x").hang())
+            await asyncio.sleep(0)
+            assert not call.done()
+
+        async def test_next(objectd_env):
+            assert await objectd_env.COUNTER.get_by_name("x").bump() == 1
+        """,
+        ini="objectd_project = app\ntimeout = 20",
+    )
+    result.assert_outcomes(passed=2)
