@@ -3,8 +3,6 @@ and that tests do not share storage."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -189,27 +187,25 @@ def test_167_each_test_has_its_own_storage_in_any_order(pytester: pytest.Pyteste
     reverse.assert_outcomes(passed=2)
 
 
-def test_two_sessions_at_once_do_not_share_storage(pytester: pytest.Pytester) -> None:
-    """What pytest-xdist does: several worker processes, each with its own tmp folders."""
+def test_167_parallel_workers_do_not_share_storage(pytester: pytest.Pytester) -> None:
+    """pytest-xdist: two worker processes, every test counting on the same object."""
     make_project(pytester.path, "app")
     pytester.makeini("[pytest]\nobjectd_project = app\n")
     pytester.makepyfile(
         test_user="""
-        async def test_alone(objectd_env):
+        import pytest
+
+        @pytest.mark.parametrize("run", range(6))
+        async def test_alone(objectd_env, tmp_path, run):
             stub = objectd_env.COUNTER.get_by_name("x")
-            for expected in range(1, 51):
+            for expected in range(1, 21):
                 assert await stub.bump() == expected
+            assert list(tmp_path.glob("objectd-data/app/Counter/*.sqlite"))
         """
     )
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    sessions = [
-        subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    for session in sessions:
-        out, err = session.communicate(timeout=60)
-        assert session.returncode == 0, (out, err)
-        assert b"1 passed" in out
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*2 workers*"])
 
 
 def test_a_call_left_hanging_does_not_hang_the_teardown(pytester: pytest.Pytester) -> None:
