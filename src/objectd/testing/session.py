@@ -163,5 +163,14 @@ class SelfClient:
 
 
 async def _turns(count: int) -> None:
+    """Up to ``count`` loop turns, fewer once nothing else is ready to run.
+
+    A day of fake time is some 86,400 timer runs (the idle reaper wakes every second),
+    so stopping early matters.  "Nothing ready" is read from asyncio's ready queue, an
+    internal: a loop without one just gets every turn.
+    """
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
     for _ in range(count):
         await asyncio.sleep(0)
+        if ready is not None and not ready:
+            return

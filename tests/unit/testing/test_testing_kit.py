@@ -264,3 +264,15 @@ async def test_149_advance_evicts_idle_objects(objectd_env: Any, objectd_clock: 
 async def test_advance_refuses_going_back(objectd_clock: KitClock) -> None:
     with pytest.raises(ValueError, match="seconds >= 0"):
         await objectd_clock.advance(-1)
+
+
+async def test_advance_by_a_day_fires_an_alarm_set_for_tomorrow(
+    objectd_env: Any, objectd_clock: KitClock
+) -> None:
+    stub = objectd_env.COUNTER.get_by_name("a")
+    when = await stub.alarm_in(86_400, objectd_clock.now_ms())
+    await objectd_clock.advance(86_399.9)  # the idle reaper wakes every second on the way
+    assert await run_in_durable_object(stub, lambda i, s: s.storage.get("alarm_runs")) is None
+    await objectd_clock.advance(0.1)
+    runs = await run_in_durable_object(stub, lambda i, s: s.storage.get("alarm_runs"))
+    assert runs == [[0, when]]
