@@ -19,7 +19,6 @@ of the alarm event the scheduler (``runtime.alarms``) delivers.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import enum
 import functools
@@ -220,7 +219,7 @@ async def run_alarm(
     run.retry_count = failed[1] if stored == failed[0] else 0
     info = AlarmInfo(run.retry_count, run.retry_count > 0, stored)
     host.current_alarm = run
-    timeout = asyncio.timeout(timeout_s)
+    timeout = host.clock.timeout(timeout_s)
     try:
         async with timeout:
             result = handler(info) if _takes_argument(handler) else handler()

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
+from objectd.runtime.clock import Clock, Timer
 from objectd.runtime.metrics import NO_METRICS, Metrics
 from objectd.storage.syncing import SyncableFile, sync_files
 
@@ -52,8 +53,8 @@ class Batch:
     """The outcome of one object's commit: awaited by outputs held behind its writes.
 
     With ``timeout_s``, ``on_timeout(batch)`` runs if the batch is not settled by then
-    (the output gate's 30 s limit, spec §6): one timer per batch, however many outputs
-    wait for it.
+    (the output gate's 30 s limit, spec §6): one timer per batch on ``clock`` (the
+    runtime's injected clock), however many outputs wait for it.
     """
 
     __slots__ = ("_done", "_error", "_loop", "_timer", "_waiters")
@@ -64,14 +65,15 @@ class Batch:
         *,
         timeout_s: float | None = None,
         on_timeout: Callable[[Batch], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._loop = loop
         self._done = False
         self._error: BaseException | None = None
         self._waiters: list[asyncio.Future[None]] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        if timeout_s is not None and on_timeout is not None:
-            self._timer = loop.call_later(timeout_s, on_timeout, self)
+        self._timer: Timer | None = None
+        if timeout_s is not None and on_timeout is not None and clock is not None:
+            self._timer = clock.call_later(timeout_s, on_timeout, self)
 
     @property
     def done(self) -> bool:
@@ -183,6 +185,7 @@ class Committer:
         # Events submitted to any object and not finished, kept by the objects' hosts:
         # with more than one, a sync in a thread lets the loop serve the others.
         self.events_in_flight = 0
+        self._threads_busy = 0  # run_in_thread work not finished
         self.commits = 0
         self.syncs = 0
 
@@ -326,9 +329,23 @@ class Committer:
         ``failure``: what to log if it raises, for work nobody awaits.
         """
         fut = asyncio.get_running_loop().run_in_executor(self._executor, function)
+        self._threads_busy += 1
+        fut.add_done_callback(self._thread_done)
         if failure is not None:
             fut.add_done_callback(lambda done: _log_failure(done, failure))
         return fut
+
+    def _thread_done(self, _: asyncio.Future[Any]) -> None:
+        self._threads_busy -= 1
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to commit, no sync in flight and no file work in a thread: what a fake
+        clock waits for before it moves on (``FakeClock(settle=...)``), since real I/O
+        takes real time however fast the fake one runs."""
+        return not (
+            self._pending or self._first or self._group_sync is not None or self._threads_busy
+        )
 
     async def drain(self) -> None:
         """Commit and sync everything pending now; used at shutdown and eviction."""

@@ -197,7 +197,7 @@ class SocketManager:
         if handler is None:
             return  # spec §3: an event without its handler is dropped silently
         timeout_ms = self.event_timeout_ms
-        deadline = asyncio.timeout(timeout_ms / 1000 if timeout_ms else None)
+        deadline = self._host.clock.timeout(timeout_ms / 1000 if timeout_ms else None)
         try:
             async with deadline:
                 result = _call_relaxed(handler, args)

@@ -157,7 +157,7 @@ class ObjectHost:
                 raise event.reset_error
             if after is not None:  # the caller's writes before this call must be durable
                 try:
-                    async with asyncio.timeout(self.settings.output_gate_timeout_s):
+                    async with self.clock.timeout(self.settings.output_gate_timeout_s):
                         await after.wait()
                 except TimeoutError:
                     raise OverloadedError(STORAGE_TIMEOUT) from None
@@ -415,7 +415,7 @@ class ObjectHost:
     async def _run_critical(self, gate: InputGate, callback: Callable[[], Any]) -> Any:
         in_critical_section.set(True)
         try:
-            async with asyncio.timeout(self.settings.critical_section_timeout_s):
+            async with self.clock.timeout(self.settings.critical_section_timeout_s):
                 result = callback()
                 if inspect.isawaitable(result):
                     result = await result

@@ -252,6 +252,7 @@ class DurableObjectStorage(_KvOps):
             self._loop,
             timeout_s=self._host.settings.output_gate_timeout_s,
             on_timeout=self._batch_expired,
+            clock=self._host.clock,
         )
         self._batch = batch
         self._last_batch = batch

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import CodeType
@@ -41,6 +43,25 @@ class RecordingSyncer:
         self.synced += 1
         if self.log is not None:
             self.log.append("synced")
+
+
+def settle_io(committer: Committer) -> Callable[[], Awaitable[None]]:
+    """A ``FakeClock(settle=...)`` that also waits (for real, at most 10 s) for the
+    committer's I/O in threads: fake time must not outrun a real sync or file open, or
+    the output gate's 30 s limit on the fake clock times it out."""
+
+    async def settle() -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            for _ in range(20):
+                await asyncio.sleep(0)
+            if committer.idle:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("storage I/O still running after 10 s")
+            await asyncio.sleep(0.001)
+
+    return settle
 
 
 def make_namespace(

@@ -18,6 +18,7 @@ from objectd.errors import (
     SerializationError,
 )
 from objectd.fetch import Request, Response
+from objectd.runtime.clock import FakeClock
 from objectd.runtime.committer import Committer, Durability
 from objectd.runtime.namespace import RpcMethod
 from objectd.runtime.objects import DurableObject
@@ -345,13 +346,19 @@ def test_042_critical_section_timeout(tmp_path: Path) -> None:
 
     class Hangs(DurableObject):
         async def hang(self) -> None:
-            await self.ctx.block_concurrency_while(lambda: asyncio.sleep(10))
+            await self.ctx.block_concurrency_while(asyncio.Event().wait)
 
     async def main() -> None:
-        settings = RuntimeSettings(critical_section_timeout_s=0.05)
-        stub = make_namespace(tmp_path, Hangs, settings=settings).get_by_name("a")
+        clock = FakeClock()
+        stub = make_namespace(tmp_path, Hangs, settings=RuntimeSettings(clock=clock)).get_by_name(
+            "a"
+        )
+        call = asyncio.ensure_future(stub.hang())
+        await clock.advance(29.9)  # the 30 s limit is on the injected clock: no real wait
+        assert not call.done()
+        await clock.advance(0.1)
         with pytest.raises(OverloadedError, match="waited for too long") as info:
-            await stub.hang()
+            await call
         assert info.value.overloaded is True
         assert info.value.durable_object_reset is True
 

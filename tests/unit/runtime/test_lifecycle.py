@@ -155,7 +155,7 @@ class Writer(DurableObject):
     async def slow_transaction(self) -> str:
         async def body(txn: Any) -> None:
             await txn.put("k", 2)
-            await asyncio.sleep(0.5)  # the transaction holds its batch open meanwhile
+            await asyncio.Event().wait()  # the transaction holds its batch open meanwhile
 
         await self.ctx.storage.transaction(body)
         return "committed"
@@ -167,13 +167,17 @@ class Writer(DurableObject):
 def test_076_output_gate_timeout_resets(tmp_path: Path) -> None:
     async def main() -> None:
         syncer = RecordingSyncer()
-        settings = RuntimeSettings(output_gate_timeout_s=0.05)
+        clock = FakeClock()
+        settings = RuntimeSettings(clock=clock)
         ns = make_namespace(tmp_path, Writer, settings=settings, committer=Committer(syncer=syncer))
         await ns.get_by_name("a").write()
         await ns.get_by_name("b").write()
         syncer.release.clear()  # two dirty objects: their syncs hang in the pool
         first = asyncio.ensure_future(ns.get_by_name("a").write())
         second = asyncio.ensure_future(ns.get_by_name("b").write())
+        await clock.advance(29.9)  # the 30 s limit is on the injected clock: no real wait
+        assert not first.done() and not second.done()
+        await clock.advance(0.1)
         for call in (first, second):
             with pytest.raises(
                 OverloadedError, match="exceeded timeout which caused object to be reset"
@@ -207,11 +211,15 @@ def test_cpu_limit_resets_only_the_spinning_object(tmp_path: Path) -> None:
 
 def test_076_a_transaction_holding_its_writes_too_long_resets(tmp_path: Path) -> None:
     async def main() -> None:
-        settings = RuntimeSettings(output_gate_timeout_s=0.05)
-        ns = make_namespace(tmp_path, Writer, settings=settings)
+        clock = FakeClock()
+        ns = make_namespace(tmp_path, Writer, settings=RuntimeSettings(clock=clock))
         assert await ns.get_by_name("a").write() == "written"
+        call = asyncio.ensure_future(ns.get_by_name("a").slow_transaction())
+        await clock.advance(29.9)
+        assert not call.done()
+        await clock.advance(0.1)  # the batch held open past the output gate's limit
         with pytest.raises(OverloadedError, match="exceeded timeout") as info:
-            await ns.get_by_name("a").slow_transaction()
+            await call
         assert info.value.durable_object_reset is True
         assert await ns.get_by_name("a").read() == 1  # the transaction's write never landed
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runtime_kit import settle_io
 
 from objectd.errors import ConfigError
 from objectd.fetch import Request
@@ -89,7 +90,9 @@ def write_project(
 
 
 def load(root: Path, clock: FakeClock) -> Project:
-    return Project.load(root, settings=RuntimeSettings(clock=clock))
+    project = Project.load(root, settings=RuntimeSettings(clock=clock))
+    clock.settle = settle_io(project.committer)  # runs write (and sync) in its commits
+    return project
 
 
 def test_cron_triggers_call_scheduled_as_cloudflare_does(tmp_path: Path) -> None:

@@ -573,7 +573,9 @@ def test_138_139_auto_response(tmp_path: Path) -> None:
 
 def test_140_event_timeout(tmp_path: Path) -> None:
     async def main() -> None:
-        stub = make_namespace(tmp_path, Room).get_by_name("r")
+        clock = FakeClock()
+        settings = RuntimeSettings(clock=clock)
+        stub = make_namespace(tmp_path, Room, settings=settings).get_by_name("r")
 
         def check(instance: Any) -> None:
             ctx: DurableObjectState = instance.ctx
@@ -594,7 +596,9 @@ def test_140_event_timeout(tmp_path: Path) -> None:
         await in_object(stub, check)
         link, wire = await connect(stub)
         link.message("hang")  # runs past 5 ms: the object is shut down, sockets dropped
-        await until(lambda: bool(wire.sent))
+        await clock.advance(0.004)
+        assert wire.sent == []  # the limit is on the injected clock: not reached yet
+        await clock.advance(0.001)
         assert wire.sent == ["abort"]
         assert await in_object(stub, lambda i: i.ctx.get_web_sockets()) == []
 

@@ -1,0 +1,228 @@
+"""The pytest plugin in real pytest sessions (pytester): which project, which loop,
+and that tests do not share storage."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+WRANGLER = """
+name = "{name}"
+main = "worker.py"
+compatibility_date = "2026-11-01"
+
+[vars]
+WHICH = "{name}"
+
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["Counter"]
+"""
+
+WORKER = """
+import asyncio
+
+from objectd import DurableObject, Response, WorkerEntrypoint
+
+
+class Counter(DurableObject):
+    async def hang(self):
+        await asyncio.Event().wait()
+
+    async def bump(self):
+        value = (await self.ctx.storage.get("n") or 0) + 1
+        await self.ctx.storage.put("n", value)
+        return value
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response(str(await self.env.COUNTER.get_by_name("x").bump()))
+"""
+
+
+def make_project(root: Path, name: str) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "wrangler.toml").write_text(WRANGLER.format(name=name))
+    (folder / "worker.py").write_text(WORKER)
+    return folder
+
+
+def run(pytester: pytest.Pytester, test: str, *, ini: str | None = None) -> pytest.RunResult:
+    if ini is not None:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(test_user=textwrap.dedent(test))
+    # In process (fast): each session still loads the project afresh, on its own loop.
+    return pytester.runpytest("-p", "no:cacheprovider", "-W", "error")
+
+
+def test_the_ini_option_names_the_project_relative_to_the_ini_file(
+    pytester: pytest.Pytester,
+) -> None:
+    make_project(pytester.path / "apps", "first")
+    result = run(
+        pytester,
+        """
+        def test_which(objectd_env):
+            assert objectd_env.WHICH == "first"
+        """,
+        ini="objectd_project = apps/first",
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_the_marker_wins_over_the_ini_option(pytester: pytest.Pytester) -> None:
+    make_project(pytester.path / "apps", "first")
+    make_project(pytester.path / "apps", "second")
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        def test_ini(objectd_env):
+            assert objectd_env.WHICH == "first"
+
+        @pytest.mark.objectd(project="apps/second")  # relative to this file
+        def test_marker(objectd_env):
+            assert objectd_env.WHICH == "second"
+        """,
+        ini="objectd_project = apps/first",
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_without_a_project_the_error_says_how_to_name_one(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        def test_env(objectd_env):
+            pass
+        """,
+    )
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*objectd_project = path/to/project*"])
+
+
+def test_sync_and_async_tests_both_run_with_no_async_plugin(pytester: pytest.Pytester) -> None:
+    make_project(pytester.path, "app")
+    result = run(
+        pytester,
+        """
+        import asyncio
+
+        async def test_async(objectd_env, objectd_self):
+            assert asyncio.get_running_loop() is not None
+            assert await objectd_env.COUNTER.get_by_name("x").bump() == 1
+            response = await objectd_self.fetch("https://example.com/")
+            assert await response.text() == "2"
+
+        def test_sync(objectd_env, objectd_run):
+            assert objectd_run(objectd_env.COUNTER.get_by_name("x").bump) == 1
+
+        async def test_async_failure_is_reported(objectd_env):
+            assert await objectd_env.COUNTER.get_by_name("x").bump() == 99
+        """,
+        ini="objectd_project = app",
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*assert 1 == 99*"])
+
+
+def test_async_tests_that_do_not_use_the_kit_are_left_alone(pytester: pytest.Pytester) -> None:
+    make_project(pytester.path, "app")
+    result = run(
+        pytester,
+        """
+        async def test_not_ours():
+            pass
+        """,
+        ini="objectd_project = app",
+    )
+    # pytest's own answer to an async test no plugin handles: the kit did not claim it.
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
+
+
+def test_a_marked_async_test_runs_on_the_kit_loop_without_fixtures(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(
+        pytester,
+        """
+        import asyncio
+        import pytest
+
+        @pytest.mark.objectd
+        async def test_marked():
+            await asyncio.sleep(0)
+        """,
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_167_each_test_has_its_own_storage_in_any_order(pytester: pytest.Pytester) -> None:
+    make_project(pytester.path, "app")
+    test = """
+        import pytest
+
+        @pytest.mark.parametrize("run", range(4))
+        async def test_fresh(objectd_env, tmp_path, run):
+            assert await objectd_env.COUNTER.get_by_name("x").bump() == 1
+            assert list(tmp_path.glob("objectd-data/app/Counter/*.sqlite"))
+        """
+    result = run(pytester, test, ini="objectd_project = app")
+    result.assert_outcomes(passed=4)
+    reverse = pytester.runpytest(
+        "-p", "no:cacheprovider", "test_user.py::test_fresh[3]", "test_user.py::test_fresh[0]"
+    )
+    reverse.assert_outcomes(passed=2)
+
+
+def test_167_parallel_workers_do_not_share_storage(pytester: pytest.Pytester) -> None:
+    """pytest-xdist: two worker processes, every test counting on the same object."""
+    make_project(pytester.path, "app")
+    pytester.makeini("[pytest]\nobjectd_project = app\n")
+    pytester.makepyfile(
+        test_user="""
+        import pytest
+
+        @pytest.mark.parametrize("run", range(6))
+        async def test_alone(objectd_env, tmp_path, run):
+            stub = objectd_env.COUNTER.get_by_name("x")
+            for expected in range(1, 21):
+                assert await stub.bump() == expected
+            assert list(tmp_path.glob("objectd-data/app/Counter/*.sqlite"))
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*2 workers*"])
+
+
+def test_a_call_left_hanging_does_not_hang_the_teardown(pytester: pytest.Pytester) -> None:
+    make_project(pytester.path, "app")
+    result = run(
+        pytester,
+        """
+        import asyncio
+
+        async def test_leaves_a_call_behind(objectd_env):
+            call = asyncio.ensure_future(objectd_env.COUNTER.get_by_name("x").hang())
+            await asyncio.sleep(0)
+            assert not call.done()
+
+        async def test_next(objectd_env):
+            assert await objectd_env.COUNTER.get_by_name("x").bump() == 1
+        """,
+        ini="objectd_project = app\ntimeout = 20",
+    )
+    result.assert_outcomes(passed=2)
