@@ -162,7 +162,8 @@ def configure(log_level: str | int, *, access_log: bool, log_format: str = "text
     if log_format == "json":  # uvicorn's loggers have handlers of their own
         for name in ("uvicorn", "uvicorn.access"):
             for own in logging.getLogger(name).handlers:
-                own.setFormatter(_JsonFormatter())
+                if type(own) is logging.StreamHandler:  # uvicorn's, not another tool's
+                    own.setFormatter(_JsonFormatter())
     root.setLevel(level)
     debug = level <= logging.DEBUG
     uvicorn_log = logging.getLogger("uvicorn.error")
