@@ -13,10 +13,18 @@ Message = dict[str, Any]
 TOKEN = "s3cret-admin-token-0123"
 
 
-def _scope(path: str, *headers: tuple[bytes, bytes]) -> Message:
+def _scope(
+    path: str, *headers: tuple[bytes, bytes], client: tuple[str, int] | None = ("127.0.0.1", 50123)
+) -> Message:
     if not any(name == b"host" for name, _ in headers):  # as a browser on this machine sends
         headers = ((b"host", b"127.0.0.1:8787"), *headers)
-    return {"type": "http", "method": "GET", "path": path, "headers": list(headers)}
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "headers": list(headers),
+        "client": client,
+    }
 
 
 def _call(routes: AdminRoutes, scope: Message) -> tuple[int, bytes]:
@@ -140,4 +148,35 @@ def test_with_a_token_any_host_may_ask() -> None:
         (b"host", b"objectd.example.com"),
         (b"authorization", b"Bearer " + TOKEN.encode()),
     )
+    assert _call(routes, scope)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("client", "status"),
+    [
+        (("127.0.0.1", 50123), 200),
+        (("127.9.9.9", 50123), 200),
+        (("::1", 50123), 200),
+        (("::ffff:127.0.0.1", 50123), 200),
+        (("192.168.1.20", 50123), 403),  # dev --host 0.0.0.0: a machine on the network
+        (("10.0.0.7", 50123), 403),
+        (None, 403),  # the server does not say who asks
+    ],
+)
+def test_dev_without_a_token_answers_only_a_loopback_client(
+    client: tuple[str, int] | None, status: int
+) -> None:
+    """A loopback Host is not enough: another machine can send ``Host: localhost``."""
+    routes = _routes(open_without_token=True)
+    scope = _scope("/__objectd/metrics", (b"host", b"localhost:8787"), client=client)
+    got, body = _call(routes, scope)
+    assert got == status
+    if status == 403:
+        assert b"--admin-token" in body
+
+
+def test_with_a_token_any_client_may_ask() -> None:
+    routes = _routes(token=TOKEN, open_without_token=True)
+    right = (b"authorization", b"Bearer " + TOKEN.encode())
+    scope = _scope("/__objectd/metrics", right, client=("192.168.1.20", 50123))
     assert _call(routes, scope)[0] == 200

@@ -3,10 +3,13 @@
 objectd's own pages and endpoints (the inspector, metrics) live under :data:`ADMIN_PREFIX`.
 Who may reach them:
 
-* ``objectd dev``: requests whose Host is a loopback name (``localhost``, 127.0.0.0/8,
-  ``::1``), so that a web page whose own name resolves to 127.0.0.1 (DNS rebinding)
-  cannot read them from the user's browser; any other Host gets 403 and must use
-  ``--admin-token``.  With ``--admin-token`` set, only with the token, as in production.
+* ``objectd dev``: requests from this machine only: the peer (``scope["client"]``) must
+  be a loopback address, so that ``dev --host 0.0.0.0`` does not open the data to the
+  network (a Host header is whatever the sender writes), and the Host must be a
+  loopback name (``localhost``, 127.0.0.0/8, ``::1``), so that a web page whose own
+  name resolves to 127.0.0.1 (DNS rebinding) cannot read them from the user's browser;
+  anything else gets 403 and must use ``--admin-token``.  With ``--admin-token`` set,
+  only with the token, as in production.
 * ``objectd serve``: only with ``--admin-token TOKEN`` (or ``OBJECTD_ADMIN_TOKEN``), and
   then every admin request must carry it, as ``Authorization: Bearer TOKEN`` or in the
   :data:`TOKEN_COOKIE` cookie (for a browser); anything else is 401.  Without a token the
@@ -83,12 +86,13 @@ class AdminRoutes:
         return path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._open and not _loopback_host(scope):
+        if self._open and not (_loopback_client(scope) and _loopback_host(scope)):
             await _plain(
                 send,
                 403,
-                b"objectd admin: without --admin-token these pages answer only to a loopback "
-                b"Host (localhost, 127.0.0.1, [::1])\n",
+                b"objectd admin: without --admin-token these pages answer only to this "
+                b"machine (a loopback client, and a loopback Host: localhost, 127.0.0.1, "
+                b"[::1]); start objectd dev with --admin-token to reach them from elsewhere\n",
             )
             return
         if scope["path"] == LOGIN_PATH and self._login is not None:
@@ -120,6 +124,20 @@ class AdminRoutes:
             return False
         given = _token_of(scope)
         return given is not None and hmac.compare_digest(given, self._token)
+
+
+def _loopback_client(scope: Scope) -> bool:
+    """Whether the request comes from this machine (its peer is a loopback address)."""
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(str(client[0]).partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def _loopback_host(scope: Scope) -> bool:
