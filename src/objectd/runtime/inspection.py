@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from objectd.runtime.project import Project
 
 __all__ = [
+    "MAX_LIVE_SNAPSHOT_BYTES",
     "MAX_OBJECTS",
     "MAX_SHOWN",
     "ClassInfo",
@@ -61,6 +62,10 @@ MAX_OBJECTS = 1_000  # objects one listing shows per class at most (then ``trunc
 # files.MAX_VALUE_BYTES (encoded), and every repr or SQL value cut at MAX_SHOWN
 # characters, so that 1,000 values of 2 MiB each make a page of megabytes, not gigabytes.
 MAX_SHOWN = 4_096
+# A running server copies an object for ``objectd export`` on its event loop, in memory:
+# an object larger than this (page_count x page_size) is refused there, before any copy,
+# and is exported from the files with the server stopped.
+MAX_LIVE_SNAPSHOT_BYTES = 64 * 1024 * 1024
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 _BUSY_ATTEMPTS = 50  # commits waited for before a live object's read is refused as busy
 _BUSY_PAUSE_S = 0.02
@@ -76,6 +81,10 @@ class InspectError(Exception):
 
 class ObjectNotFound(InspectError, LookupError):
     status = 404
+
+
+class TooLarge(InspectError):
+    status = 413
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,10 +386,13 @@ class FolderInspector(Inspector):
 class LiveInspector(Inspector):
     """Reads the objects of the project this server serves (see the module docstring)."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(
+        self, project: Project, *, max_snapshot_bytes: int = MAX_LIVE_SNAPSHOT_BYTES
+    ) -> None:
         from objectd.runtime.alarms import namespace_key
 
         self.project = project
+        self.max_snapshot_bytes = max_snapshot_bytes
         classes = {
             name: ClassInfo(oc.name, oc.backend, oc.directory, oc.minter, namespace_key(oc))
             for name, oc in sorted(project.classes.items())
@@ -389,6 +401,25 @@ class LiveInspector(Inspector):
 
     def now(self) -> float:
         return self.project.settings.clock.now()
+
+    async def snapshot(self, class_name: str, oid: str) -> bytes:
+        """As :meth:`Inspector.snapshot`, for objects up to ``max_snapshot_bytes``: the copy
+        is made on the event loop, in memory, so a larger object is refused first."""
+        info = self._class(class_name)
+        object_id = self.object_id(info, oid)
+        most = self.max_snapshot_bytes
+
+        def copy(conn: sqlite3.Connection, _restore: Any) -> bytes:
+            size = files.database_bytes(conn)
+            if size > most:
+                raise TooLarge(
+                    f"{info.name} {object_id}: {size} bytes, more than a running server "
+                    f"copies ({most} bytes, so as not to stall it): stop the server and "
+                    "export from the files (objectd export reads them itself then)"
+                )
+            return files.snapshot(conn)
+
+        return await self._read(info, object_id, copy)
 
     def _indexed(self, info: ClassInfo) -> dict[str, str | None]:
         oc = self.project.classes[info.name]

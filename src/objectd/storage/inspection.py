@@ -55,6 +55,7 @@ __all__ = [
     "read_kv",
     "read_only_query",
     "read_tables",
+    "database_bytes",
     "snapshot",
     "stored_alarm",
 ]
@@ -273,6 +274,13 @@ def _reading_only(
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _UNSAFE_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
+
+
+def database_bytes(conn: sqlite3.Connection) -> int:
+    """The database's size as SQLite sees it (page_count x page_size), without reading it."""
+    (pages,) = conn.execute(_MARK + "PRAGMA page_count").fetchone()
+    (page_size,) = conn.execute(_MARK + "PRAGMA page_size").fetchone()
+    return int(pages) * int(page_size)
 
 
 def snapshot(conn: sqlite3.Connection) -> bytes:

@@ -107,3 +107,34 @@ def test_an_unknown_object_or_class_is_not_found(tmp_path: Path) -> None:
         await ns._class.close()
 
     asyncio.run(main())
+
+
+def test_a_live_snapshot_larger_than_the_limit_is_refused_before_it_is_copied(
+    tmp_path: Path,
+) -> None:
+    """api/snapshot copies the object on the server's event loop: past the limit
+    (page_count x page_size, checked first) it says how to export instead."""
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Box)
+        stub = ns.get_by_name("a")
+        await stub.put("small", "v")
+        object_class = ns._class
+        project = SimpleNamespace(
+            classes={object_class.name: object_class},
+            config=SimpleNamespace(name="script"),
+            settings=RuntimeSettings(),
+        )
+        roomy = LiveInspector(project, max_snapshot_bytes=1024 * 1024)  # type: ignore[arg-type]
+        data = await roomy.snapshot("Box", "a")
+        assert data.startswith(b"SQLite format 3\x00")
+        await stub.put("big", "x" * 300_000)
+        tight = LiveInspector(project, max_snapshot_bytes=200_000)  # type: ignore[arg-type]
+        with pytest.raises(InspectError, match="stop the server") as refused:
+            await tight.snapshot("Box", "a")
+        assert refused.value.status == 413
+        assert "200000 bytes" in str(refused.value)
+        assert inspection.MAX_LIVE_SNAPSHOT_BYTES == 64 * 1024 * 1024
+        await object_class.close()
+
+    asyncio.run(main())
