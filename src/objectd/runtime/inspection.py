@@ -310,6 +310,11 @@ class Inspector:
         def run(conn: sqlite3.Connection, restore: Any) -> files.QueryResult:
             try:
                 return files.read_only_query(conn, sql, restore=restore)
+            except sqlite3.DataError as exc:  # a value over files.QUERY_VALUE_BYTES
+                raise InspectError(
+                    f"query refused: {exc} (a query may not read or build a value over "
+                    f"{files.QUERY_VALUE_BYTES} bytes; length(x) works on any)"
+                ) from None
             except (sqlite3.Error, sqlite3.Warning) as exc:
                 raise InspectError(f"query refused: {exc} (only reading is allowed)") from None
 

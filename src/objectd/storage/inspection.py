@@ -16,7 +16,11 @@ change to the file, an authorizer admits only reading actions (no ``PRAGMA``, no
 ``ATTACH``, no functions with side effects), its text carries a marker so that it can
 never reuse a statement the object prepared (a cached statement is not authorized
 again), and a progress handler stops it after :data:`QUERY_SECONDS` so that it cannot
-hold the event loop it runs on.  What is read is bounded: :data:`MAX_ROWS` rows (or KV
+hold the event loop it runs on.  One SQL function call is not interrupted by that
+handler, so while the query runs no string or BLOB may exceed :data:`QUERY_VALUE_BYTES`
+(``SQLITE_LIMIT_LENGTH``, set back afterwards: ``hex(zeroblob(4e8))`` is refused at once
+instead of building 800 MB), and ``printf``/``format`` are refused (a repeated ``%c``
+runs for seconds inside one call).  What is read is bounded: :data:`MAX_ROWS` rows (or KV
 pairs), about :data:`MAX_READ_BYTES` of text and BLOBs, and KV values of at most
 :data:`MAX_VALUE_BYTES` each (larger ones are counted, not read).
 
@@ -46,6 +50,7 @@ __all__ = [
     "MAX_ROWS",
     "MAX_VALUE_BYTES",
     "QUERY_SECONDS",
+    "QUERY_VALUE_BYTES",
     "FileStats",
     "KvEntry",
     "QueryResult",
@@ -64,6 +69,7 @@ MAX_ROWS = 1_000  # rows (or KV pairs) one read returns at most; past it, ``trun
 MAX_VALUE_BYTES = 64 * 1024  # KV values larger than this (encoded) are counted, not read
 MAX_READ_BYTES = 16 * 1024 * 1024  # text and BLOB bytes one table or query read holds, about
 QUERY_SECONDS = 2.0  # how long one read-only query may run before it is stopped
+QUERY_VALUE_BYTES = 1024 * 1024  # the largest string or BLOB a query may read or build
 # Never the text of a statement the object prepared, nor one it could write: a
 # statement cached under this text skips the object's authorizer, so the marker holds a
 # per-process secret (as ``storage.database.internal_sql`` does).
@@ -80,7 +86,10 @@ _READING = frozenset(
     }
 )
 # Functions that do something besides computing a value (the authorizer sees them by name).
-_UNSAFE_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
+# printf and format: a repeated %c (``printf('%.*c', 9e8, 'x')``) loops inside one call.
+_UNSAFE_FUNCTIONS = frozenset(
+    {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "printf", "format"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +262,14 @@ def read_only_query(
     conn.execute(_MARK + "PRAGMA query_only=1")
     conn.set_authorizer(_reading_only)
     conn.set_progress_handler(too_long, _PROGRESS_STEPS)
+    longest = conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, QUERY_VALUE_BYTES)
     try:
         cursor = conn.execute(_MARK + sql)
         columns = [d[0] for d in cursor.description or ()]
         rows, truncated = _take(cursor, limit)
         cursor.close()
     finally:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, longest)
         conn.set_progress_handler(None, 0)
         conn.set_authorizer(restore)
         if not was_query_only:

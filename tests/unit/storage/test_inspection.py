@@ -192,3 +192,39 @@ def test_kv_pages_by_prefix_and_last_key(db: ObjectDatabase) -> None:
     assert ([e.key for e in page], more) == (["user:1", "user:2"], True)
     page, more = inspection.read_kv(db.conn, prefix="user:", after="user:2", limit=2)
     assert ([e.key for e in page], more) == (["user:3"], False)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT hex(zeroblob(400000000))",
+        "SELECT length(randomblob(900000000))",
+        "SELECT replace(hex(zeroblob(300000)), '0', '0000')",
+    ],
+)
+def test_a_query_may_not_build_a_huge_value(db: ObjectDatabase, statement: str) -> None:
+    """One SQL function call is not interrupted by the time limit, and a 400 MB value
+    costs its memory at once: while a query runs, no value may exceed QUERY_VALUE_BYTES."""
+    _fill(db)
+    before = db.conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+    with pytest.raises(sqlite3.DataError, match="too big"):
+        inspection.read_only_query(db.conn, statement)
+    assert db.conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) == before  # the object's own again
+    assert inspection.QUERY_VALUE_BYTES == 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "statement", ["SELECT printf('%.*c', 900000000, 'x')", "SELECT format('%d', 1)"]
+)
+def test_printf_is_refused_in_a_query(db: ObjectDatabase, statement: str) -> None:
+    """printf's repeated %c runs for seconds inside one call, past any limit."""
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        inspection.read_only_query(db.conn, statement)
+
+
+def test_after_a_query_the_object_may_store_large_values_again(db: ObjectDatabase) -> None:
+    sql = _fill(db)
+    inspection.read_only_query(db.conn, "SELECT count(*) FROM notes")
+    sql.exec("INSERT INTO notes (body) VALUES (?)", "z" * (2 * 1024 * 1024))
+    db.commit()
+    assert sql.exec("SELECT max(length(body)) AS n FROM notes").one()["n"] == 2 * 1024 * 1024
