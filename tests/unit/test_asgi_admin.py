@@ -180,3 +180,30 @@ def test_with_a_token_any_client_may_ask() -> None:
     right = (b"authorization", b"Bearer " + TOKEN.encode())
     scope = _scope("/__objectd/metrics", right, client=("192.168.1.20", 50123))
     assert _call(routes, scope)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ((), 200),  # curl, objectd inspect
+        (((b"sec-fetch-site", b"same-origin"),), 200),  # the inspector's own forms
+        (((b"sec-fetch-site", b"none"),), 200),  # typed into the address bar
+        (((b"origin", b"http://127.0.0.1:8787"),), 200),
+        (((b"origin", b"http://localhost:8787"),), 200),
+        (((b"sec-fetch-site", b"cross-site"),), 403),  # a page elsewhere, fetching blind
+        (((b"sec-fetch-site", b"same-site"),), 403),
+        (((b"origin", b"https://attacker.example"),), 403),
+        (((b"origin", b"null"),), 403),  # a sandboxed frame or a data: page
+        (((b"sec-fetch-site", b"same-origin"), (b"origin", b"http://evil.example")), 403),
+    ],
+)
+def test_dev_without_a_token_refuses_requests_from_other_sites(
+    headers: tuple[tuple[bytes, bytes], ...], status: int
+) -> None:
+    """A page the developer visits can send requests to 127.0.0.1 (it cannot read the
+    answer, but a GET may do harm or cost); the browser says where they come from."""
+    routes = _routes(open_without_token=True)
+    got, body = _call(routes, _scope("/__objectd/metrics", *headers))
+    assert got == status
+    if status == 403:
+        assert b"another site" in body

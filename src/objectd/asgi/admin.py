@@ -8,7 +8,10 @@ Who may reach them:
   network (a Host header is whatever the sender writes), and the Host must be a
   loopback name (``localhost``, 127.0.0.0/8, ``::1``), so that a web page whose own
   name resolves to 127.0.0.1 (DNS rebinding) cannot read them from the user's browser;
-  anything else gets 403 and must use ``--admin-token``.  With ``--admin-token`` set,
+  anything else gets 403 and must use ``--admin-token``.  A request a browser marks as
+  sent by another site's page (``Sec-Fetch-Site`` other than ``same-origin``/``none``, or
+  an ``Origin`` that is not loopback) is 403 too: such a page cannot read the answer, but
+  could still make the inspector run its queries.  With ``--admin-token`` set,
   only with the token, as in production.
 * ``objectd serve``: only with ``--admin-token TOKEN`` (or ``OBJECTD_ADMIN_TOKEN``), and
   then every admin request must carry it, as ``Authorization: Bearer TOKEN`` or in the
@@ -95,6 +98,15 @@ class AdminRoutes:
                 b"[::1]); start objectd dev with --admin-token to reach them from elsewhere\n",
             )
             return
+        if self._open and _from_another_site(scope):
+            await _plain(
+                send,
+                403,
+                b"objectd admin: this request comes from another site's page (Sec-Fetch-Site "
+                b"or Origin); without --admin-token only this machine's own pages and "
+                b"clients may ask\n",
+            )
+            return
         if scope["path"] == LOGIN_PATH and self._login is not None:
             await self._login(scope, receive, send)
             return
@@ -140,10 +152,30 @@ def _loopback_client(scope: Scope) -> bool:
     return address.is_loopback
 
 
+def _from_another_site(scope: Scope) -> bool:
+    """Whether a browser says the request comes from a page of another site: its
+    Sec-Fetch-Site is neither ``same-origin`` nor ``none``, or its Origin is not loopback."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"sec-fetch-site" and value.strip().lower() not in (b"same-origin", b"none"):
+            return True
+        if name == b"origin":
+            origin = value.decode("latin-1").strip()
+            scheme, sep, rest = origin.partition("://")
+            if not sep or scheme.lower() not in ("http", "https") or not _loopback_name(rest):
+                return True
+    return False
+
+
 def _loopback_host(scope: Scope) -> bool:
     """Whether the request's Host names this machine's loopback (any port)."""
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     host = next((value for name, value in headers if name == b"host"), b"").decode("latin-1")
+    return _loopback_name(host)
+
+
+def _loopback_name(host: str) -> bool:
+    """Whether ``host`` (``name[:port]``, ``[v6][:port]``) is a loopback name."""
     if host.startswith("["):
         name = host[1 : host.find("]")] if "]" in host else ""
     else:
