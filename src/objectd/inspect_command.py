@@ -70,7 +70,9 @@ class ServerSource(Source):
         self.url = admin_url.rstrip("/") + "/api/"
         self.description = f"the server at {admin_url} (pid {pid})"
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(headers=headers, timeout=_HTTP_TIMEOUT_S)
+        # trust_env=False: the admin API is on this machine, and a proxy from the
+        # environment (HTTP_PROXY, ALL_PROXY) would see the token.
+        self._http = httpx.Client(headers=headers, timeout=_HTTP_TIMEOUT_S, trust_env=False)
 
     def _fetch(self, what: str, params: dict[str, str]) -> httpx.Response:
         try:

@@ -1,0 +1,65 @@
+"""objectd inspect/export/import's own parts (inspect_command.py, issue 14 §2), with
+real sockets and files."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from objectd.inspect_command import ServerSource
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str | None]]
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.seen.append((self.path, self.headers.get("authorization")))
+        body = json.dumps({"script": "s", "classes": []}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve() -> tuple[ThreadingHTTPServer, list[tuple[str, str | None]]]:
+    seen: list[tuple[str, str | None]] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+@pytest.fixture
+def two_servers() -> Iterator[tuple[int, list[tuple[str, str | None]], int, list[Any]]]:
+    admin, admin_seen = _serve()
+    proxy, proxy_seen = _serve()
+    yield admin.server_address[1], admin_seen, proxy.server_address[1], proxy_seen
+    for server in (admin, proxy):
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_admin_token_never_goes_to_a_proxy(
+    two_servers: tuple[int, list[tuple[str, str | None]], int, list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The admin API is on this machine: HTTP_PROXY and the like are not asked (they
+    would see the token)."""
+    admin_port, admin_seen, proxy_port, proxy_seen = two_servers
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{proxy_port}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    source = ServerSource(f"http://127.0.0.1:{admin_port}/__objectd/", "tok-1234567890abcdef", 1)
+    assert source.get("summary") == {"script": "s", "classes": []}
+    assert proxy_seen == []
+    assert admin_seen == [("/__objectd/api/summary", "Bearer tok-1234567890abcdef")]
