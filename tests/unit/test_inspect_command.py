@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -17,7 +17,7 @@ from objectd.inspect_command import ServerSource
 class _Recorder(BaseHTTPRequestHandler):
     seen: list[tuple[str, str | None]]
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.seen.append((self.path, self.headers.get("authorization")))
         body = json.dumps({"script": "s", "classes": []}).encode()
         self.send_response(200)
