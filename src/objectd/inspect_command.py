@@ -314,12 +314,21 @@ def _show_object(console: Console, item: dict[str, Any]) -> None:
         last = item["kv"][-1]["key"]
         console.print(Text(f"(more pairs: --after {json.dumps(last)} shows the next ones)"))
     for table in item["tables"]:
-        title = f"table {table['name']}: {table['count']} rows"
+        title = f"table {table['name']}: {_counted(table)}"
         console.print(_table(title, table["columns"], table["rows"]))
     sockets = item.get("socket_list")
     if sockets:
         rows = [[s["state"], ", ".join(s["tags"])] for s in sockets]
         console.print(_table("live WebSockets", ["state", "tags"], rows))
+
+
+def _counted(table: dict[str, Any]) -> str:
+    """``3 rows``, and whether only some are shown; a table too slow to count says so."""
+    count = table["count"]
+    text = "? rows (too slow to count)" if count is None else f"{count} rows"
+    if table.get("truncated"):
+        text += f", the first {len(table['rows'])} shown"
+    return text
 
 
 def _show_query(console: Console, result: dict[str, Any]) -> None:

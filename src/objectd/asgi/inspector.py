@@ -283,7 +283,9 @@ async def _object_page(inspector: LiveInspector, query: dict[str, str]) -> tuple
         parts.append(f"<p>{_link('object', 'next pairs →', 'next', **after)}</p>")
     parts.append('<h2>SQL tables</h2><div id="tables">')
     for table in item["tables"]:
-        parts.append(f"<h3>{_e(table['name'])} ({_e(table['count'])} rows)</h3>")
+        count = "? (too slow to count)" if table["count"] is None else table["count"]
+        shown = f", the first {len(table['rows'])} shown" if table.get("truncated") else ""
+        parts.append(f"<h3>{_e(table['name'])} ({_e(count)} rows{_e(shown)})</h3>")
         parts.append(f"<pre>{_e(table['sql'])}</pre>")
         parts.append(_table(table["columns"], [[_e(v) for v in r] for r in table["rows"]]))
     parts.append("</div><h2>Live WebSockets</h2>")

@@ -132,6 +132,10 @@ def render(value: Any) -> Any:
 
 def _cell(value: Any) -> Any:
     """A SQL value as JSON (BLOBs as SQL's hex literal), cut to MAX_SHOWN characters."""
+    if isinstance(value, files.Cut):  # read only in part
+        if isinstance(value.head, bytes):
+            return f"x'{value.head[: MAX_SHOWN // 2].hex()}'… ({value.size} bytes)"
+        return value.head[:MAX_SHOWN] + f"… ({value.size} characters)"
     if isinstance(value, bytes):
         shown = value[: MAX_SHOWN // 2].hex()
         return f"x'{shown}'" + (f"… ({len(value)} bytes)" if len(value) > MAX_SHOWN // 2 else "")
@@ -281,7 +285,7 @@ class Inspector:
 
         def read(conn: sqlite3.Connection, _restore: Any) -> dict[str, Any]:
             kv, more = files.read_kv(conn, prefix=kv_prefix, after=kv_after)
-            tables = files.read_tables(conn)
+            tables = files.read_tables(conn, value_chars=MAX_SHOWN)
             return {
                 "kv": [_kv(entry) for entry in kv],
                 "kv_truncated": more,
@@ -290,6 +294,7 @@ class Inspector:
                         "name": table.name,
                         "sql": table.sql,
                         "count": table.count,
+                        "truncated": table.truncated,
                         "columns": table.columns,
                         "rows": [[_cell(v) for v in row] for row in table.rows],
                     }

@@ -51,16 +51,17 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "QUERY_SECONDS",
     "QUERY_VALUE_BYTES",
+    "Cut",
     "FileStats",
     "KvEntry",
     "QueryResult",
     "Table",
+    "database_bytes",
     "file_stats",
     "open_read_only",
     "read_kv",
     "read_only_query",
     "read_tables",
-    "database_bytes",
     "snapshot",
     "stored_alarm",
 ]
@@ -102,12 +103,21 @@ class KvEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Cut:
+    """A text or BLOB value read only in part: its first characters (or bytes)."""
+
+    head: str | bytes
+    size: int  # the whole value's length: characters for text, bytes for a BLOB
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     name: str
     sql: str
     columns: list[str]
     rows: list[tuple[Any, ...]]
-    count: int  # rows in the table (``rows`` holds the first MAX_ROWS)
+    count: int | None  # rows in the table; None: counting took too long
+    truncated: bool = False  # rows left unread (MAX_ROWS, the page's byte budget, the time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,22 +210,100 @@ def read_kv(
     return entries, len(rows) > limit
 
 
-def read_tables(conn: sqlite3.Connection, *, limit: int = MAX_ROWS) -> list[Table]:
-    """The object's own SQL tables (not objectd's ``_cf_`` ones), each with its first rows."""
+def read_tables(
+    conn: sqlite3.Connection,
+    *,
+    limit: int = MAX_ROWS,
+    max_bytes: int = MAX_READ_BYTES,
+    value_chars: int | None = None,
+    seconds: float = QUERY_SECONDS,
+) -> list[Table]:
+    """The object's own SQL tables (not objectd's ``_cf_`` ones), each with its first rows.
+
+    Bounded as a whole, since one page shows every table: at most ``limit`` rows a table,
+    ``max_bytes`` of text and BLOBs over all of them (a row is taken if it fits), text
+    and BLOBs longer than ``value_chars`` cut by SQLite (a :class:`Cut`, so the whole
+    value never reaches Python), and ``seconds`` for all the counting and reading (a
+    count not finished by then is None, rows not read by then are left out).
+    """
     found = conn.execute(
         _MARK + "SELECT name, sql FROM sqlite_schema WHERE type = 'table' ORDER BY name"
     ).fetchall()
+    deadline = time.monotonic() + seconds
+
+    def too_long() -> int:
+        return 1 if time.monotonic() > deadline else 0
+
     tables = []
-    for name, sql in found:
-        if is_reserved_name(name) or name.startswith("sqlite_"):
-            continue
-        quoted = '"' + name.replace('"', '""') + '"'
-        (count,) = conn.execute(_MARK + f"SELECT count(*) FROM {quoted}").fetchone()
-        cursor = conn.execute(_MARK + f"SELECT * FROM {quoted} LIMIT ?", (limit,))
-        columns = [d[0] for d in cursor.description or ()]
-        rows, _ = _take(cursor, limit)
-        tables.append(Table(name, sql or "", columns, rows, int(count)))
+    budget = max_bytes
+    conn.set_progress_handler(too_long, _PROGRESS_STEPS)
+    try:
+        for name, sql in found:
+            if is_reserved_name(name) or name.startswith("sqlite_"):
+                continue
+            quoted = _quote(name)
+            try:
+                (count,) = conn.execute(_MARK + f"SELECT count(*) FROM {quoted}").fetchone()
+            except sqlite3.OperationalError:  # interrupted: too long
+                count = None
+            cursor = conn.execute(_MARK + f"SELECT * FROM {quoted} LIMIT 0")
+            columns = [d[0] for d in cursor.description or ()]
+            cursor.close()
+            rows: list[tuple[Any, ...]] = []
+            truncated = False
+            if budget <= 0 or time.monotonic() > deadline:
+                tables.append(Table(name, sql or "", columns, rows, count, True))
+                continue
+            cursor = conn.execute(_MARK + _cut_select(quoted, columns, value_chars), (limit + 1,))
+            try:
+                for raw in cursor:
+                    row = _uncut(raw, value_chars)
+                    cost = sum(_size(v) for v in row)
+                    if len(rows) == limit or cost > budget:
+                        truncated = True
+                        break
+                    budget -= cost
+                    rows.append(row)
+            except sqlite3.OperationalError:  # interrupted: the rest is not read
+                truncated = True
+            finally:
+                cursor.close()
+            tables.append(Table(name, sql or "", columns, rows, count, truncated))
+    finally:
+        conn.set_progress_handler(None, 0)
     return tables
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cut_select(table: str, columns: list[str], value_chars: int | None) -> str:
+    """``SELECT`` every column; with ``value_chars``, each as (the value, or its first
+    ``value_chars`` when longer; and its length where it was cut)."""
+    if value_chars is None or not columns:
+        return f"SELECT * FROM {table} LIMIT ?"
+    most = int(value_chars)
+    parts = []
+    for column in columns:
+        c = _quote(column)
+        long = f"(typeof({c}) IN ('text', 'blob') AND length({c}) > {most})"
+        parts.append(f"CASE WHEN {long} THEN substr({c}, 1, {most}) ELSE {c} END")
+        parts.append(f"CASE WHEN {long} THEN length({c}) END")
+    return f"SELECT {', '.join(parts)} FROM {table} LIMIT ?"
+
+
+def _uncut(raw: tuple[Any, ...], value_chars: int | None) -> tuple[Any, ...]:
+    if value_chars is None:
+        return raw
+    pairs = zip(raw[0::2], raw[1::2], strict=True)
+    return tuple(value if size is None else Cut(value, int(size)) for value, size in pairs)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, Cut):
+        return len(value.head)
+    return len(value) if isinstance(value, str | bytes) else 0
 
 
 def _take(cursor: sqlite3.Cursor, limit: int) -> tuple[list[tuple[Any, ...]], bool]:

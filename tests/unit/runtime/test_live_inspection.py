@@ -138,3 +138,31 @@ def test_a_live_snapshot_larger_than_the_limit_is_refused_before_it_is_copied(
         await object_class.close()
 
     asyncio.run(main())
+
+
+class Notes(DurableObject):
+    async def fill(self, tables: int, rows: int, size: int) -> None:
+        sql = self.ctx.storage.sql
+        for t in range(tables):
+            sql.exec(f"CREATE TABLE n{t} (body TEXT, data BLOB)")
+            for _ in range(rows):
+                sql.exec(f"INSERT INTO n{t} VALUES (?, ?)", "x" * size, b"\0" * size)
+
+
+def test_an_object_page_reads_each_value_only_in_part(tmp_path: Path) -> None:
+    """A page shows MAX_SHOWN characters of a value; only that much is read, and the
+    whole length is said."""
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Notes)
+        stub = ns.get_by_name("a")
+        await stub.fill(2, 3, 100_000)
+        item = await _inspector(ns).object("Notes", "a")
+        first = item["tables"][0]
+        assert (first["name"], first["count"], first["truncated"]) == ("n0", 3, False)
+        text, blob = first["rows"][0]
+        assert text == "x" * inspection.MAX_SHOWN + "… (100000 characters)"
+        assert blob == "x'" + "00" * (inspection.MAX_SHOWN // 2) + "'… (100000 bytes)"
+        await ns._class.close()
+
+    asyncio.run(main())

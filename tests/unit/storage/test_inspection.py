@@ -228,3 +228,60 @@ def test_after_a_query_the_object_may_store_large_values_again(db: ObjectDatabas
     sql.exec("INSERT INTO notes (body) VALUES (?)", "z" * (2 * 1024 * 1024))
     db.commit()
     assert sql.exec("SELECT max(length(body)) AS n FROM notes").one()["n"] == 2 * 1024 * 1024
+
+
+def _tables(db: ObjectDatabase, tables: int, rows: int, size: int) -> None:
+    sql = SqlStorage(db)
+    db.begin_write()
+    for t in range(tables):
+        sql.exec(f"CREATE TABLE t{t} (id INTEGER PRIMARY KEY, body TEXT, data BLOB, n INT)")
+        for _ in range(rows):
+            sql.exec(f"INSERT INTO t{t} (body, data, n) VALUES (?, ?, 7)", "é" * size, b"\1" * size)
+    db.commit()
+
+
+def test_table_values_are_cut_as_they_are_read(db: ObjectDatabase) -> None:
+    """A page of 30 tables of 1 MB values must not hold 500 MB: each value is cut in
+    SQLite (substr), and its full length is kept for the page to say."""
+    _tables(db, 1, 2, 1000)
+    (table,) = inspection.read_tables(db.conn, value_chars=10)
+    assert table.columns == ["id", "body", "data", "n"]
+    row = table.rows[0]
+    assert row[0] == 1 and row[3] == 7
+    assert row[1] == inspection.Cut("é" * 10, 1000)
+    assert row[2] == inspection.Cut(b"\1" * 10, 1000)
+    assert (table.count, table.truncated) == (2, False)
+    small = inspection.read_tables(db.conn, value_chars=5000)[0].rows[0]
+    assert small[1] == "é" * 1000  # short enough: as it is
+
+
+def test_one_byte_budget_for_all_tables_of_a_page(db: ObjectDatabase) -> None:
+    _tables(db, 3, 5, 100)
+    # Text and BLOBs: 2 values of 10 (characters, bytes) a row, 20; a row is taken if it fits.
+    tables = inspection.read_tables(db.conn, value_chars=10, max_bytes=150)
+    assert [t.name for t in tables] == ["t0", "t1", "t2"]
+    assert [len(t.rows) for t in tables] == [5, 2, 0]
+    assert [t.truncated for t in tables] == [False, True, True]
+    assert [t.count for t in tables] == [5, 5, 5]
+
+
+def test_counting_and_reading_stop_at_the_time_limit(db: ObjectDatabase) -> None:
+    """A plain table's count(*) is one SQLite step (its B-tree's count); a virtual
+    table's is a scan, and it is stopped at the limit like the reading of rows."""
+    db.begin_write()
+    db.conn.execute(internal_sql("CREATE VIRTUAL TABLE words USING fts5(w)"))
+    db.conn.execute(
+        internal_sql(
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT 20000) "
+            "INSERT INTO words SELECT 'w' || i FROM c"
+        )
+    )
+    db.commit()
+    (words,) = [t for t in inspection.read_tables(db.conn, seconds=0) if t.name == "words"]
+    assert words.count is None  # not counted: too slow
+    assert (words.rows, words.truncated) == ([], True)
+    (words,) = [t for t in inspection.read_tables(db.conn) if t.name == "words"]
+    assert (words.count, len(words.rows)) == (20000, inspection.MAX_ROWS)
+    db.begin_write()  # the connection has no handler left behind
+    db.conn.execute(internal_sql("INSERT INTO words VALUES ('more')"))
+    db.commit()
