@@ -14,7 +14,10 @@ break that lock), so:
 ``import`` writes, so it runs only on a folder no server holds, and refuses the whole
 import before writing anything when an object's class is missing here, its id was
 made under another namespace's secret (so the class here could never reach it), a
-file does not match the manifest, or an object exists already (unless ``--replace``).
+file does not match the manifest or is not fit to be the object
+(``storage.inspection.check_object_file``: a damaged database, SQL tables for a
+KV-backend class, triggers or views on objectd's tables), or an object exists already
+(unless ``--replace``).
 """
 
 from __future__ import annotations
@@ -514,6 +517,10 @@ def _check_import(
             _SQLITE_HEADER
         ):
             problems.append(f"{name}/{oid}: {file} does not match the manifest")
+            continue
+        unfit = inspection.check_object_file(file, info.backend)
+        if unfit:
+            problems.extend(f"{name}/{oid}: {file}: {problem}" for problem in unfit)
             continue
         target = info.directory / f"{oid}.sqlite"
         if target.exists() and not replace:

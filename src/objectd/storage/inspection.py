@@ -44,6 +44,7 @@ from objectd import codec
 from objectd.errors import SerializationError
 from objectd.storage.alarm_index import ALARM_META_KEY
 from objectd.storage.authorizer import is_reserved_name
+from objectd.storage.database import Backend
 
 __all__ = [
     "MAX_READ_BYTES",
@@ -56,6 +57,7 @@ __all__ = [
     "KvEntry",
     "QueryResult",
     "Table",
+    "check_object_file",
     "database_bytes",
     "file_stats",
     "open_read_only",
@@ -373,6 +375,48 @@ def _reading_only(
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _UNSAFE_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
+
+
+def check_object_file(path: Path, backend: Backend) -> list[str]:
+    """What makes ``path`` (a file no connection has open) unfit to be an object of a
+    class with ``backend``; empty when it is fit.  Read-only, for ``objectd import``.
+
+    ``PRAGMA quick_check`` (every page read, so a file damaged past its header is found
+    before it is installed); objectd's own tables present; no SQL tables in a KV-backend
+    object (its class could never reach them); and no trigger or view touching
+    objectd's ``_cf_`` tables (the object's SQL may not, and one would run inside
+    objectd's own writes).
+    """
+    try:
+        with open_read_only(path) as conn:
+            checked = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            if checked != ["ok"]:
+                return [f"not a sound SQLite file: {'; '.join(map(str, checked))}"]
+            schema = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [f"not a sound SQLite file: {exc}"]
+    tables = {name for kind, name, _, _ in schema if kind == "table"}
+    if not {"_cf_KV", "_cf_METADATA"} <= tables:
+        return ["not an objectd object's file (it has no _cf_KV and _cf_METADATA tables)"]
+    problems = []
+    own = sorted(n for n in tables if not is_reserved_name(n) and not n.startswith("sqlite_"))
+    if backend is Backend.KV and own:
+        problems.append(
+            f"has SQL tables ({', '.join(own[:5])}), but its class here is a KV-backend "
+            "class (new_classes), which has no SQL"
+        )
+    touching = sorted(
+        f"{kind} {name}"
+        for kind, name, table, sql in schema
+        if kind in ("trigger", "view")
+        and (is_reserved_name(table or "") or "_cf_" in (sql or "").lower())
+    )
+    if touching:
+        problems.append(
+            f"has {', '.join(touching[:5])} on objectd's own tables (_cf_…), which an "
+            "object's SQL may not create"
+        )
+    return problems
 
 
 def database_bytes(conn: sqlite3.Connection) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,73 @@ def test_counting_and_reading_stop_at_the_time_limit(db: ObjectDatabase) -> None
     db.begin_write()  # the connection has no handler left behind
     db.conn.execute(internal_sql("INSERT INTO words VALUES ('more')"))
     db.commit()
+
+
+def _object_file(tmp_path: Path, backend: Backend, *statements: str) -> Path:
+    path = tmp_path / "export" / "o.sqlite"
+    path.parent.mkdir(parents=True)
+    database = ObjectDatabase(path, backend=backend)
+    database.begin_write()
+    for statement in statements:
+        database.conn.execute(internal_sql(statement))
+    database.commit()
+    database.close()
+    return path
+
+
+def test_a_sound_object_file_passes_the_import_check(tmp_path: Path) -> None:
+    path = _object_file(tmp_path, Backend.SQLITE, "CREATE TABLE notes (body TEXT)")
+    assert inspection.check_object_file(path, Backend.SQLITE) == []
+    kv = _object_file(tmp_path / "kv", Backend.KV)
+    assert inspection.check_object_file(kv, Backend.KV) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["o.sqlite"]  # looked, no trace
+
+
+def test_a_file_corrupted_past_its_header_is_refused(tmp_path: Path) -> None:
+    path = _object_file(
+        tmp_path,
+        Backend.SQLITE,
+        "CREATE TABLE notes (body TEXT)",
+        "INSERT INTO notes VALUES ('hello')",
+    )
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    assert len(data) >= 3 * page
+    data[page:] = b"\xa5" * (len(data) - page)  # every page but the first (the schema)
+    path.write_bytes(bytes(data))
+    (problem,) = inspection.check_object_file(path, Backend.SQLITE)
+    assert "not a sound SQLite file" in problem
+
+
+def test_a_file_with_sql_tables_is_not_a_kv_objects(tmp_path: Path) -> None:
+    path = _object_file(tmp_path, Backend.SQLITE, "CREATE TABLE notes (body TEXT)")
+    (problem,) = inspection.check_object_file(path, Backend.KV)
+    assert "SQL tables" in problem and "notes" in problem
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        ["CREATE TRIGGER t AFTER INSERT ON _cf_KV BEGIN SELECT 1; END"],
+        [
+            "CREATE TABLE notes (b)",
+            "CREATE TRIGGER t AFTER INSERT ON notes BEGIN DELETE FROM _CF_kv; END",
+        ],
+        ["CREATE VIEW v AS SELECT * FROM _cf_METADATA"],
+    ],
+)
+def test_triggers_and_views_on_objectds_tables_are_refused(
+    tmp_path: Path, statements: list[str]
+) -> None:
+    path = _object_file(tmp_path, Backend.SQLITE, *statements)
+    problems = inspection.check_object_file(path, Backend.SQLITE)
+    assert len(problems) == 1 and "objectd's own tables" in problems[0]
+
+
+def test_a_file_that_is_not_an_objects_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "plain.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+    (problem,) = inspection.check_object_file(path, Backend.SQLITE)
+    assert "not an objectd object" in problem
