@@ -207,3 +207,50 @@ def test_dev_without_a_token_refuses_requests_from_other_sites(
     assert got == status
     if status == 403:
         assert b"another site" in body
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        b"greeting=hello world; objectd_admin=" + TOKEN.encode(),
+        b'sess="a\\"; objectd_admin=' + TOKEN.encode() + b"; theme=dark",
+        b"objectd_admin=" + TOKEN.encode() + b";;, =x; junk",
+        b' objectd_admin="' + TOKEN.encode() + b'"',  # quoted, as RFC 6265 allows
+    ],
+)
+def test_one_malformed_cookie_does_not_hide_the_admin_cookie(cookie: bytes) -> None:
+    """Other sites' code on localhost sets what cookies it likes; the admin cookie is
+    found among them whatever they are."""
+    routes = _routes(token=TOKEN)
+    assert _call(routes, _scope("/__objectd/", (b"cookie", cookie))) == (200, b"pages")
+
+
+def test_a_wrong_admin_cookie_among_others_is_refused() -> None:
+    routes = _routes(token=TOKEN)
+    cookie = (b"cookie", b"greeting=hello world; objectd_admin=" + TOKEN[:-1].encode())
+    assert _call(routes, _scope("/__objectd/api/summary", cookie))[0] == 401
+
+
+@pytest.mark.parametrize(("scheme", "secure"), [("https", True), ("http", False)])
+def test_the_sign_in_cookie_is_secure_over_https(scheme: str, secure: bool) -> None:
+    from types import SimpleNamespace
+
+    from objectd.asgi.inspector import _login
+
+    app = SimpleNamespace(admin=AdminRoutes(token=TOKEN))
+    scope = {**_scope("/__objectd/login"), "method": "POST", "scheme": scheme}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        body = b"token=" + TOKEN.encode()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(_login(app, scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 303
+    (cookie,) = [v.decode() for n, v in sent[0]["headers"] if n == b"set-cookie"]
+    attributes = [part.strip() for part in cookie.split(";")]
+    assert ("Secure" in attributes) is secure
+    assert "HttpOnly" in attributes and "SameSite=Strict" in attributes

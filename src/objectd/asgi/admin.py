@@ -31,7 +31,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 __all__ = ["ADMIN_PREFIX", "LOGIN_PATH", "TOKEN_COOKIE", "AdminHandler", "AdminRoutes"]
@@ -197,15 +196,18 @@ def _token_of(scope: Scope) -> bytes | None:
             scheme, _, credentials = value.partition(b" ")
             if scheme.lower() == b"bearer":
                 return credentials.strip()
+    # Split by hand (RFC 6265 §5.2): SimpleCookie drops the whole header at the first
+    # cookie it cannot parse, and other code served on localhost sets what it likes.
+    wanted = TOKEN_COOKIE.encode()
     for name, value in headers:
         if name == b"cookie":
-            try:
-                cookie = SimpleCookie(value.decode("latin-1"))
-            except CookieError:
-                continue
-            if TOKEN_COOKIE in cookie:
-                token: str = cookie[TOKEN_COOKIE].value
-                return token.encode("latin-1")
+            for pair in value.split(b";"):
+                key, sep, given = pair.partition(b"=")
+                if sep and key.strip() == wanted:
+                    given = given.strip()
+                    if len(given) >= 2 and given[:1] == given[-1:] == b'"':
+                        given = given[1:-1]
+                    return given
     return None
 
 

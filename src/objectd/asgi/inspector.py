@@ -378,6 +378,8 @@ async def _login(app: ObjectdApp, scope: Scope, receive: Receive, send: Send) ->
         token = form.get("token", [""])[0]
         if app.admin.token_matches(token) and _COOKIE_SAFE.fullmatch(token):
             cookie = f"{TOKEN_COOKIE}={token}; Path={ADMIN_PREFIX}; HttpOnly; SameSite=Strict"
+            if scope.get("scheme") == "https":  # then never sent over plain HTTP
+                cookie += "; Secure"
             redirect = [(b"location", ADMIN_PREFIX.encode()), (b"set-cookie", cookie.encode())]
             await _send(send, 303, b"", redirect)
             return
