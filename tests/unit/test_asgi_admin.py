@@ -254,3 +254,32 @@ def test_the_sign_in_cookie_is_secure_over_https(scheme: str, secure: bool) -> N
     attributes = [part.strip() for part in cookie.split(";")]
     assert ("Secure" in attributes) is secure
     assert "HttpOnly" in attributes and "SameSite=Strict" in attributes
+
+
+@pytest.mark.parametrize(
+    ("announce", "recorded"),
+    [
+        ("http://0.0.0.0:8787", "http://127.0.0.1:8787/__objectd/"),
+        ("http://[::]:8787", "http://[::1]:8787/__objectd/"),
+        ("http://127.0.0.1:8787", "http://127.0.0.1:8787/__objectd/"),
+        ("http://192.168.1.20:9000", "http://192.168.1.20:9000/__objectd/"),
+    ],
+)
+def test_a_wildcard_bind_is_recorded_as_loopback(
+    tmp_path: Any, announce: str, recorded: str
+) -> None:
+    """objectd inspect connects to the address in server.lock: 0.0.0.0 is where the
+    server listens, not an address to connect to."""
+    from types import SimpleNamespace
+
+    from objectd.asgi.inspector import record_address
+    from objectd.runtime import data_lock
+
+    lock = data_lock.DataFolderLock(tmp_path)
+    assert lock.acquire()
+    try:
+        app = SimpleNamespace(admin=_routes(open_without_token=True), announce=announce)
+        record_address(app, SimpleNamespace(folder_lock=lock))  # type: ignore[arg-type]
+        assert data_lock.read_holder(tmp_path).admin_url == recorded
+    finally:
+        lock.release()

@@ -78,7 +78,18 @@ def install(app: ObjectdApp) -> None:
 def record_address(app: ObjectdApp, project: Project) -> None:
     """Note the admin URL in the data folder's lock file, for ``objectd inspect``."""
     if app.admin.enabled and app.announce and project.folder_lock is not None:
-        project.folder_lock.record_address(app.announce + ADMIN_PREFIX)
+        project.folder_lock.record_address(_reachable(app.announce) + ADMIN_PREFIX)
+
+
+def _reachable(url: str) -> str:
+    """``url`` with a wildcard bind (0.0.0.0, ::) replaced by the loopback address on
+    which the server also listens: a client cannot connect to 0.0.0.0."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname, parts.port
+    if host not in ("0.0.0.0", "::") or port is None:
+        return url
+    loopback = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{loopback}:{port}"))
 
 
 def _query(scope: Scope) -> dict[str, str]:
