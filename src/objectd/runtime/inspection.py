@@ -96,9 +96,21 @@ class ClassInfo:
     namespace_key: str  # the alarm index's key of the class (runtime.alarms.namespace_key)
 
     def stored_ids(self) -> list[str]:
+        """The ids of the class's object files: names that are one of its ids (64 hex
+        digits, made under its secret); any other file there is no object of it."""
         if not self.directory.is_dir():
             return []
-        return sorted(p.name.removesuffix(".sqlite") for p in self.directory.glob("*.sqlite"))
+        found = []
+        for path in self.directory.glob("*.sqlite"):
+            name = path.name.removesuffix(".sqlite")
+            if not _HEX_ID.fullmatch(name):
+                continue
+            try:
+                self.minter.id_from_string(name)
+            except InvalidIdError:
+                continue
+            found.append(name)
+        return sorted(found)
 
 
 def read_classes(folder: Path) -> dict[str, ClassInfo]:

@@ -166,3 +166,25 @@ def test_an_object_page_reads_each_value_only_in_part(tmp_path: Path) -> None:
         await ns._class.close()
 
     asyncio.run(main())
+
+
+def test_stray_files_in_a_class_folder_are_not_objects(tmp_path: Path) -> None:
+    """A copy someone left next to the objects (``backup copy.sqlite``), or a file named
+    like an id of another namespace, is neither listed nor read."""
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Box)
+        await ns.get_by_name("a").put("k", "v")
+        real = ns.id_from_name("a").to_string()
+        folder = ns._class.directory
+        (folder / "backup copy.sqlite").write_bytes((folder / f"{real}.sqlite").read_bytes())
+        (folder / ("ab" * 32 + ".sqlite")).write_bytes(b"")  # 64 hex digits, not its id
+        (folder / (real.upper() + ".sqlite")).write_bytes(b"")
+        inspector = _inspector(ns)
+        assert (await inspector.ids("Box"))["ids"] == [real]
+        listing = await inspector.objects("Box")
+        assert [o["id"] for o in listing["objects"]] == [real]
+        assert (await inspector.summary())["classes"][0]["objects"] == 1
+        await ns._class.close()
+
+    asyncio.run(main())
