@@ -27,6 +27,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -267,13 +268,23 @@ def inspect_command(
         show(console, result)
 
 
+# C0 and C1 control characters and DEL: stored data holding them (ESC sequences) could
+# retitle the terminal, move the cursor or hide lines; shown as \x.. instead.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _safe(value: Any) -> Text:
+    """``value`` for the terminal: Text (never read as rich markup), controls escaped."""
+    text = "" if value is None else str(value)
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=_safe(title), title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(_safe(column), overflow="fold")
     for row in rows:
-        # Text, not str: stored values must never be read as rich markup.
-        table.add_row(*(Text("" if v is None else str(v)) for v in row))
+        table.add_row(*(_safe(v) for v in row))
     return table
 
 

@@ -63,3 +63,23 @@ def test_the_admin_token_never_goes_to_a_proxy(
     assert source.get("summary") == {"script": "s", "classes": []}
     assert proxy_seen == []
     assert admin_seen == [("/__objectd/api/summary", "Bearer tok-1234567890abcdef")]
+
+
+def test_control_characters_in_stored_data_never_reach_the_terminal() -> None:
+    """A stored key or value (or a table or column name) could hold escape codes that
+    retitle the terminal, hide lines or worse: tables show them escaped."""
+    import io
+
+    from rich.console import Console
+
+    from objectd.inspect_command import _table
+
+    out = io.StringIO()
+    console = Console(file=out, width=300, color_system=None)  # no styles of its own
+    evil = "\x1b]0;owned\x07\x1b[2Jkey\r\x9b31m\x7f"
+    console.print(_table(f"table {evil}", [f"col{evil}"], [[evil], ["plain é ✓"]]))
+    shown = out.getvalue()
+    for code in ("\x1b", "\x07", "\r", "\x9b", "\x7f"):
+        assert code not in shown, repr(code)
+    assert "\\x1b]0;owned\\x07\\x1b[2Jkey\\x0d\\x9b31m\\x7f" in shown
+    assert "plain é ✓" in shown
