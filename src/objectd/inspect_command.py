@@ -55,6 +55,7 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 _HTTP_TIMEOUT_S = 60.0
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class Source:
@@ -493,7 +494,39 @@ def _read_manifest(source: Path) -> dict[str, Any]:
             f"{source / MANIFEST}: not a manifest of format {MANIFEST_FORMAT} "
             "(written by objectd export)"
         )
+    objects = manifest.get("objects")
+    if not isinstance(objects, list):
+        raise click.ClickException(f'{source / MANIFEST}: "objects" must be a list')
+    problems = []
+    for number, entry in enumerate(objects, 1):
+        problem = _entry_problem(entry)
+        if problem is not None:
+            problems.append(f"object {number}: {problem}")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise click.ClickException(f"{source / MANIFEST}: nothing imported:\n  {shown}{more}")
     return manifest
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one manifest entry's shape, or None.  Its file must be where
+    export puts it, ``CLASS/ID.sqlite`` in the export folder: never a path elsewhere."""
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    for field in ("class", "id", "file", "sha256"):
+        if not isinstance(entry.get(field), str):
+            return f'"{field}" must be a string'
+    if not _HEX_ID.fullmatch(entry["id"]):
+        return f'"id" must be 64 hex digits, not {entry["id"]!r}'
+    if entry.get("name") is not None and not isinstance(entry["name"], str):
+        return '"name" must be a string or null'
+    if not entry["class"].isidentifier():
+        return f'"class" is not a class name: {entry["class"]!r}'
+    expected = f"{entry['class']}/{entry['id']}.sqlite"
+    if entry["file"] != expected:
+        return f'"file" must be "{expected}" (where objectd export puts it), not {entry["file"]!r}'
+    return None
 
 
 def _check_import(
@@ -533,6 +566,7 @@ def _check_import(
         if unfit:
             problems.extend(f"{name}/{oid}: {file}: {problem}" for problem in unfit)
             continue
+        entry = {**entry, "alarm_ms": _alarm_of(file)}  # the file's own, not the manifest's
         target = info.directory / f"{oid}.sqlite"
         if target.exists() and not replace:
             problems.append(f"{name}/{oid}: exists here already (--replace overwrites it)")

@@ -366,3 +366,20 @@ def test_import_refuses_a_file_damaged_past_its_header(project: Path, tmp_path: 
     assert "not a sound SQLite file" in refused.stderr
     assert (data / "inspect").is_dir()
     assert not (data / "inspect" / "Notes").exists()  # nothing written, not even bob
+
+
+def test_import_takes_each_alarm_from_its_file_not_the_manifest(
+    project: Path, tmp_path: Path
+) -> None:
+    data, dest, manifest = _exported(project, tmp_path)
+    entries: list[dict[str, object]] = manifest["objects"]  # type: ignore[assignment]
+    for entry in entries:  # both wrong: alice's alarm would never be indexed, so never run
+        entry["alarm_ms"] = None if entry["name"] == "alice" else True
+    _rewrite(dest, manifest)
+    shutil.rmtree(data / "inspect" / "Notes")
+    for index_file in (data / "inspect").glob("alarms.sqlite*"):
+        index_file.unlink()
+    done = objectd("import", project, "--data-dir", data, dest)
+    assert done.returncode == 0, done.stderr
+    alarms = inspect_json(project, data, "--alarms")["alarms"]  # type: ignore[index]
+    assert [(a["name"], a["alarm_ms"]) for a in alarms] == [("alice", LATER_MS)]

@@ -83,3 +83,54 @@ def test_control_characters_in_stored_data_never_reach_the_terminal() -> None:
         assert code not in shown, repr(code)
     assert "\\x1b]0;owned\\x07\\x1b[2Jkey\\x0d\\x9b31m\\x7f" in shown
     assert "plain é ✓" in shown
+
+
+GOOD_ID = "ab" * 32
+
+
+def _entry(**changes: Any) -> dict[str, Any]:
+    entry = {"class": "Box", "id": GOOD_ID, "file": f"Box/{GOOD_ID}.sqlite", "sha256": "0" * 64}
+    entry.update(changes)
+    return {key: value for key, value in entry.items() if value is not _DROP}
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("objects", "message"),
+    [
+        ("abc", '"objects" must be a list'),
+        (None, '"objects" must be a list'),
+        (["x"], "object 1: not a JSON object"),
+        ([_entry(file=_DROP)], 'object 1: "file" must be a string'),
+        ([_entry(**{"class": ["Box"]})], 'object 1: "class" must be a string'),
+        ([_entry(id=None)], 'object 1: "id" must be a string'),
+        ([_entry(id=123)], 'object 1: "id" must be a string'),
+        ([_entry(id="../../x", file="Box/../../x.sqlite")], '"id" must be 64 hex digits'),
+        ([_entry(name=7)], '"name" must be a string or null'),
+        ([_entry(sha256=_DROP)], 'object 1: "sha256" must be a string'),
+        ([_entry(file="../exp1/Box/x.sqlite")], f'"file" must be "Box/{GOOD_ID}.sqlite"'),
+        ([_entry(file="/etc/passwd")], f'"file" must be "Box/{GOOD_ID}.sqlite"'),
+        ([_entry(), _entry(**{"class": "../x"})], 'object 2: "class" is not a class name'),
+    ],
+)
+def test_a_malformed_manifest_is_refused_with_what_is_wrong(
+    tmp_path: Any, objects: Any, message: str
+) -> None:
+    import click
+
+    from objectd.inspect_command import _read_manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "objects": objects}))
+    with pytest.raises(click.ClickException) as refused:
+        _read_manifest(tmp_path)
+    assert message in refused.value.message
+
+
+def test_a_sound_manifest_is_read(tmp_path: Any) -> None:
+    from objectd.inspect_command import _read_manifest
+
+    manifest = {"format": 1, "objects": [_entry(name=None, alarm_ms=True)]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert _read_manifest(tmp_path)["objects"][0]["id"] == GOOD_ID
