@@ -223,10 +223,11 @@ def read_tables(
     """The object's own SQL tables (not objectd's ``_cf_`` ones), each with its first rows.
 
     Bounded as a whole, since one page shows every table: at most ``limit`` rows a table,
-    ``max_bytes`` of text and BLOBs over all of them (a row is taken if it fits), text
-    and BLOBs longer than ``value_chars`` cut by SQLite (a :class:`Cut`, so the whole
-    value never reaches Python), and ``seconds`` for all the counting and reading (a
-    count not finished by then is None, rows not read by then are left out).
+    ``max_bytes`` of stored text and BLOBs read over all of them (whole values, cut or
+    not: what SQLite reads; a row is taken if it fits), text and BLOBs longer than
+    ``value_chars`` cut by SQLite (a :class:`Cut`, so the whole value never reaches
+    Python), and ``seconds`` for all the counting and reading (a count not finished by
+    then is None, rows not read by then are left out).
     """
     found = conn.execute(
         _MARK + "SELECT name, sql FROM sqlite_schema WHERE type = 'table' ORDER BY name"
@@ -259,8 +260,7 @@ def read_tables(
             cursor = conn.execute(_MARK + _cut_select(quoted, columns, value_chars), (limit + 1,))
             try:
                 for raw in cursor:
-                    row = _uncut(raw, value_chars)
-                    cost = sum(_size(v) for v in row)
+                    row, cost = _uncut(raw, value_chars)
                     if len(rows) == limit or cost > budget:
                         truncated = True
                         break
@@ -282,24 +282,33 @@ def _quote(name: str) -> str:
 
 def _cut_select(table: str, columns: list[str], value_chars: int | None) -> str:
     """``SELECT`` every column; with ``value_chars``, each as (the value, or its first
-    ``value_chars`` when longer; and its length where it was cut)."""
+    ``value_chars`` when longer; and its length)."""
     if value_chars is None or not columns:
         return f"SELECT * FROM {table} LIMIT ?"
     most = int(value_chars)
     parts = []
     for column in columns:
         c = _quote(column)
-        long = f"(typeof({c}) IN ('text', 'blob') AND length({c}) > {most})"
-        parts.append(f"CASE WHEN {long} THEN substr({c}, 1, {most}) ELSE {c} END")
-        parts.append(f"CASE WHEN {long} THEN length({c}) END")
+        # A number's length is that of its text (never near ``most``); NULL's is NULL.
+        parts.append(f"CASE WHEN length({c}) > {most} THEN substr({c}, 1, {most}) ELSE {c} END")
+        parts.append(f"length({c})")
     return f"SELECT {', '.join(parts)} FROM {table} LIMIT ?"
 
 
-def _uncut(raw: tuple[Any, ...], value_chars: int | None) -> tuple[Any, ...]:
+def _uncut(raw: tuple[Any, ...], value_chars: int | None) -> tuple[tuple[Any, ...], int]:
+    """A row as shown (long values as :class:`Cut`), and the text and BLOB bytes SQLite
+    read for it (the whole values: what the page's budget is charged)."""
     if value_chars is None:
-        return raw
-    pairs = zip(raw[0::2], raw[1::2], strict=True)
-    return tuple(value if size is None else Cut(value, int(size)) for value, size in pairs)
+        return raw, sum(_size(v) for v in raw)
+    row = []
+    read = 0
+    for value, size in zip(raw[0::2], raw[1::2], strict=True):
+        if isinstance(value, str | bytes):
+            read += int(size)
+            if int(size) > len(value):
+                value = Cut(value, int(size))
+        row.append(value)
+    return tuple(row), read
 
 
 def _size(value: Any) -> int:

@@ -258,8 +258,9 @@ def test_table_values_are_cut_as_they_are_read(db: ObjectDatabase) -> None:
 
 def test_one_byte_budget_for_all_tables_of_a_page(db: ObjectDatabase) -> None:
     _tables(db, 3, 5, 100)
-    # Text and BLOBs: 2 values of 10 (characters, bytes) a row, 20; a row is taken if it fits.
-    tables = inspection.read_tables(db.conn, value_chars=10, max_bytes=150)
+    # The budget is charged what SQLite reads, the whole values: 100 characters and
+    # 100 bytes a row, 200, though only 10 of each are kept; a row is taken if it fits.
+    tables = inspection.read_tables(db.conn, value_chars=10, max_bytes=1500)
     assert [t.name for t in tables] == ["t0", "t1", "t2"]
     assert [len(t.rows) for t in tables] == [5, 2, 0]
     assert [t.truncated for t in tables] == [False, True, True]
