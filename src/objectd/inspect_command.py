@@ -14,7 +14,10 @@ break that lock), so:
 ``import`` writes, so it runs only on a folder no server holds, and refuses the whole
 import before writing anything when an object's class is missing here, its id was
 made under another namespace's secret (so the class here could never reach it), a
-file does not match the manifest, or an object exists already (unless ``--replace``).
+file does not match the manifest or is not fit to be the object
+(``storage.inspection.check_object_file``: a damaged database, SQL tables for a
+KV-backend class, triggers or views on objectd's tables), or an object exists already
+(unless ``--replace``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +55,7 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 _HTTP_TIMEOUT_S = 60.0
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class Source:
@@ -70,7 +75,9 @@ class ServerSource(Source):
         self.url = admin_url.rstrip("/") + "/api/"
         self.description = f"the server at {admin_url} (pid {pid})"
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(headers=headers, timeout=_HTTP_TIMEOUT_S)
+        # trust_env=False: the admin API is on this machine, and a proxy from the
+        # environment (HTTP_PROXY, ALL_PROXY) would see the token.
+        self._http = httpx.Client(headers=headers, timeout=_HTTP_TIMEOUT_S, trust_env=False)
 
     def _fetch(self, what: str, params: dict[str, str]) -> httpx.Response:
         try:
@@ -262,13 +269,23 @@ def inspect_command(
         show(console, result)
 
 
+# C0 and C1 control characters and DEL: stored data holding them (ESC sequences) could
+# retitle the terminal, move the cursor or hide lines; shown as \x.. instead.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _safe(value: Any) -> Text:
+    """``value`` for the terminal: Text (never read as rich markup), controls escaped."""
+    text = "" if value is None else str(value)
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=_safe(title), title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(_safe(column), overflow="fold")
     for row in rows:
-        # Text, not str: stored values must never be read as rich markup.
-        table.add_row(*(Text("" if v is None else str(v)) for v in row))
+        table.add_row(*(_safe(v) for v in row))
     return table
 
 
@@ -312,12 +329,21 @@ def _show_object(console: Console, item: dict[str, Any]) -> None:
         last = item["kv"][-1]["key"]
         console.print(Text(f"(more pairs: --after {json.dumps(last)} shows the next ones)"))
     for table in item["tables"]:
-        title = f"table {table['name']}: {table['count']} rows"
+        title = f"table {table['name']}: {_counted(table)}"
         console.print(_table(title, table["columns"], table["rows"]))
     sockets = item.get("socket_list")
     if sockets:
         rows = [[s["state"], ", ".join(s["tags"])] for s in sockets]
         console.print(_table("live WebSockets", ["state", "tags"], rows))
+
+
+def _counted(table: dict[str, Any]) -> str:
+    """``3 rows``, and whether only some are shown; a table too slow to count says so."""
+    count = table["count"]
+    text = "? rows (too slow to count)" if count is None else f"{count} rows"
+    if table.get("truncated"):
+        text += f", the first {len(table['rows'])} shown"
+    return text
 
 
 def _show_query(console: Console, result: dict[str, Any]) -> None:
@@ -468,7 +494,39 @@ def _read_manifest(source: Path) -> dict[str, Any]:
             f"{source / MANIFEST}: not a manifest of format {MANIFEST_FORMAT} "
             "(written by objectd export)"
         )
+    objects = manifest.get("objects")
+    if not isinstance(objects, list):
+        raise click.ClickException(f'{source / MANIFEST}: "objects" must be a list')
+    problems = []
+    for number, entry in enumerate(objects, 1):
+        problem = _entry_problem(entry)
+        if problem is not None:
+            problems.append(f"object {number}: {problem}")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise click.ClickException(f"{source / MANIFEST}: nothing imported:\n  {shown}{more}")
     return manifest
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one manifest entry's shape, or None.  Its file must be where
+    export puts it, ``CLASS/ID.sqlite`` in the export folder: never a path elsewhere."""
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    for field in ("class", "id", "file", "sha256"):
+        if not isinstance(entry.get(field), str):
+            return f'"{field}" must be a string'
+    if not _HEX_ID.fullmatch(entry["id"]):
+        return f'"id" must be 64 hex digits, not {entry["id"]!r}'
+    if entry.get("name") is not None and not isinstance(entry["name"], str):
+        return '"name" must be a string or null'
+    if not entry["class"].isidentifier():
+        return f'"class" is not a class name: {entry["class"]!r}'
+    expected = f"{entry['class']}/{entry['id']}.sqlite"
+    if entry["file"] != expected:
+        return f'"file" must be "{expected}" (where objectd export puts it), not {entry["file"]!r}'
+    return None
 
 
 def _check_import(
@@ -504,6 +562,11 @@ def _check_import(
         ):
             problems.append(f"{name}/{oid}: {file} does not match the manifest")
             continue
+        unfit = inspection.check_object_file(file, info.backend)
+        if unfit:
+            problems.extend(f"{name}/{oid}: {file}: {problem}" for problem in unfit)
+            continue
+        entry = {**entry, "alarm_ms": _alarm_of(file)}  # the file's own, not the manifest's
         target = info.directory / f"{oid}.sqlite"
         if target.exists() and not replace:
             problems.append(f"{name}/{oid}: exists here already (--replace overwrites it)")

@@ -7,6 +7,7 @@ object normally afterwards; with none running they read the files read-only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -275,10 +276,13 @@ def test_export_and_import_round_trip(dev: Server, project: Path, tmp_path: Path
     # Another data folder has its own namespace secrets: these ids are not its ids.
     other = tmp_path / "other"
     Server(project, other).start().stop()
+    notes = other / "inspect" / "Notes"
+    assert notes.is_dir()  # served once: the class's folder exists
+    before = sorted(p.name for p in notes.iterdir())
     refused = objectd("import", project, "--data-dir", other, dest)
     assert refused.returncode == 1
     assert "another namespace's secret" in refused.stderr
-    assert not list((other / "inspect" / "Notes").glob("*.sqlite"))  # nothing written
+    assert sorted(p.name for p in notes.iterdir()) == before  # nothing written
 
     refused = objectd("import", project, "--data-dir", data, dest)
     assert refused.returncode == 1
@@ -327,3 +331,58 @@ def test_options_that_need_others_are_refused(project: Path, tmp_path: Path) -> 
     assert done.returncode == 1
     assert "no data yet" in done.stderr
     assert not (tmp_path / "data").exists()  # looking created nothing
+
+
+def _exported(project: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, object]]:
+    """A data folder with alice and bob (no server running), and an export of it."""
+    data = tmp_path / "data"
+    server = Server(project, data).start()
+    try:
+        fill(server)
+    finally:
+        server.stop()
+    dest = tmp_path / "export"
+    done = objectd("export", project, "--data-dir", data, dest)
+    assert done.returncode == 0, done.stderr
+    return data, dest, json.loads((dest / "manifest.json").read_text())
+
+
+def _rewrite(dest: Path, manifest: dict[str, object]) -> None:
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_import_refuses_a_file_damaged_past_its_header(project: Path, tmp_path: Path) -> None:
+    """The sha256 in the manifest only says the file is the one listed; PRAGMA
+    quick_check says it is a sound database, before anything is written."""
+    data, dest, manifest = _exported(project, tmp_path)
+    entries: list[dict[str, str]] = manifest["objects"]  # type: ignore[assignment]
+    victim = dest / entries[0]["file"]
+    raw = bytearray(victim.read_bytes())
+    page = int.from_bytes(raw[16:18], "big")
+    raw[page:] = b"\xa5" * (len(raw) - page)
+    victim.write_bytes(bytes(raw))
+    entries[0]["sha256"] = hashlib.sha256(raw).hexdigest()
+    _rewrite(dest, manifest)
+    shutil.rmtree(data / "inspect" / "Notes")
+    refused = objectd("import", project, "--data-dir", data, dest)
+    assert refused.returncode == 1
+    assert "not a sound SQLite file" in refused.stderr
+    assert (data / "inspect").is_dir()
+    assert not (data / "inspect" / "Notes").exists()  # nothing written, not even bob's
+
+
+def test_import_takes_each_alarm_from_its_file_not_the_manifest(
+    project: Path, tmp_path: Path
+) -> None:
+    data, dest, manifest = _exported(project, tmp_path)
+    entries: list[dict[str, object]] = manifest["objects"]  # type: ignore[assignment]
+    for entry in entries:  # both wrong: alice's alarm would never be indexed, so never run
+        entry["alarm_ms"] = None if entry["name"] == "alice" else True
+    _rewrite(dest, manifest)
+    shutil.rmtree(data / "inspect" / "Notes")
+    for index_file in (data / "inspect").glob("alarms.sqlite*"):
+        index_file.unlink()
+    done = objectd("import", project, "--data-dir", data, dest)
+    assert done.returncode == 0, done.stderr
+    alarms = inspect_json(project, data, "--alarms")["alarms"]  # type: ignore[index]
+    assert [(a["name"], a["alarm_ms"]) for a in alarms] == [("alice", LATER_MS)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,7 +101,14 @@ def test_click_from_the_list_to_one_objects_kv_and_sql(
     page.fill("#sql", "SELECT upper(body) AS loud FROM notes")
     page.click("#run")
     expect(page.locator("#result")).to_contain_text("HI ALICE")
-    page.screenshot(path=str(tmp_path / "inspector.png"), full_page=True)
+    shot = page.screenshot(path=str(tmp_path / "inspector.png"), full_page=True)
+    # A real image of the whole page: PNG's signature, and its IHDR's width and height
+    # (full_page: as wide as the window, at least as tall).
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n" and shot[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", shot[16:24])
+    window = page.viewport_size
+    assert window is not None
+    assert width == window["width"] and height >= window["height"]
 
     page.fill("#sql", "DELETE FROM notes")
     page.click("#run")
@@ -111,4 +119,4 @@ def test_click_from_the_list_to_one_objects_kv_and_sql(
     page.click("nav a:text('alarms')")
     expect(page.locator("#alarms tbody tr")).to_have_count(1)
     expect(page.locator("#alarms")).to_contain_text("alice")
-    assert (tmp_path / "inspector.png").stat().st_size > 0
+    assert (tmp_path / "inspector.png").read_bytes() == shot

@@ -192,7 +192,7 @@ def test_metrics_count_what_the_traffic_did(metered: Path, tmp_path: Path) -> No
         server.kill()
 
 
-def test_metrics_need_the_token_in_serve(metered: Path, tmp_path: Path) -> None:
+def test_serve_without_a_token_has_no_metrics_path(metered: Path, tmp_path: Path) -> None:
     server = Server(metered, tmp_path / "data").start()
     try:
         with server.client() as http:  # no admin surface: the Worker answers the path

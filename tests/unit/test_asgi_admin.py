@@ -13,10 +13,18 @@ Message = dict[str, Any]
 TOKEN = "s3cret-admin-token-0123"
 
 
-def _scope(path: str, *headers: tuple[bytes, bytes]) -> Message:
+def _scope(
+    path: str, *headers: tuple[bytes, bytes], client: tuple[str, int] | None = ("127.0.0.1", 50123)
+) -> Message:
     if not any(name == b"host" for name, _ in headers):  # as a browser on this machine sends
         headers = ((b"host", b"127.0.0.1:8787"), *headers)
-    return {"type": "http", "method": "GET", "path": path, "headers": list(headers)}
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "headers": list(headers),
+        "client": client,
+    }
 
 
 def _call(routes: AdminRoutes, scope: Message) -> tuple[int, bytes]:
@@ -141,3 +149,137 @@ def test_with_a_token_any_host_may_ask() -> None:
         (b"authorization", b"Bearer " + TOKEN.encode()),
     )
     assert _call(routes, scope)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("client", "status"),
+    [
+        (("127.0.0.1", 50123), 200),
+        (("127.9.9.9", 50123), 200),
+        (("::1", 50123), 200),
+        (("::ffff:127.0.0.1", 50123), 200),
+        (("192.168.1.20", 50123), 403),  # dev --host 0.0.0.0: a machine on the network
+        (("10.0.0.7", 50123), 403),
+        (None, 403),  # the server does not say who asks
+    ],
+)
+def test_dev_without_a_token_answers_only_a_loopback_client(
+    client: tuple[str, int] | None, status: int
+) -> None:
+    """A loopback Host is not enough: another machine can send ``Host: localhost``."""
+    routes = _routes(open_without_token=True)
+    scope = _scope("/__objectd/metrics", (b"host", b"localhost:8787"), client=client)
+    got, body = _call(routes, scope)
+    assert got == status
+    if status == 403:
+        assert b"--admin-token" in body
+
+
+def test_with_a_token_any_client_may_ask() -> None:
+    routes = _routes(token=TOKEN, open_without_token=True)
+    right = (b"authorization", b"Bearer " + TOKEN.encode())
+    scope = _scope("/__objectd/metrics", right, client=("192.168.1.20", 50123))
+    assert _call(routes, scope)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ((), 200),  # curl, objectd inspect
+        (((b"sec-fetch-site", b"same-origin"),), 200),  # the inspector's own forms
+        (((b"sec-fetch-site", b"none"),), 200),  # typed into the address bar
+        (((b"origin", b"http://127.0.0.1:8787"),), 200),
+        (((b"origin", b"http://localhost:8787"),), 200),
+        (((b"sec-fetch-site", b"cross-site"),), 403),  # a page elsewhere, fetching blind
+        (((b"sec-fetch-site", b"same-site"),), 403),
+        (((b"origin", b"https://attacker.example"),), 403),
+        (((b"origin", b"null"),), 403),  # a sandboxed frame or a data: page
+        (((b"sec-fetch-site", b"same-origin"), (b"origin", b"http://evil.example")), 403),
+    ],
+)
+def test_dev_without_a_token_refuses_requests_from_other_sites(
+    headers: tuple[tuple[bytes, bytes], ...], status: int
+) -> None:
+    """A page the developer visits can send requests to 127.0.0.1 (it cannot read the
+    answer, but a GET may do harm or cost); the browser says where they come from."""
+    routes = _routes(open_without_token=True)
+    got, body = _call(routes, _scope("/__objectd/metrics", *headers))
+    assert got == status
+    if status == 403:
+        assert b"another site" in body
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        b"greeting=hello world; objectd_admin=" + TOKEN.encode(),
+        b'sess="a\\"; objectd_admin=' + TOKEN.encode() + b"; theme=dark",
+        b"objectd_admin=" + TOKEN.encode() + b";;, =x; junk",
+        b' objectd_admin="' + TOKEN.encode() + b'"',  # quoted, as RFC 6265 allows
+    ],
+)
+def test_one_malformed_cookie_does_not_hide_the_admin_cookie(cookie: bytes) -> None:
+    """Other sites' code on localhost sets what cookies it likes; the admin cookie is
+    found among them whatever they are."""
+    routes = _routes(token=TOKEN)
+    assert _call(routes, _scope("/__objectd/", (b"cookie", cookie))) == (200, b"pages")
+
+
+def test_a_wrong_admin_cookie_among_others_is_refused() -> None:
+    routes = _routes(token=TOKEN)
+    cookie = (b"cookie", b"greeting=hello world; objectd_admin=" + TOKEN[:-1].encode())
+    assert _call(routes, _scope("/__objectd/api/summary", cookie))[0] == 401
+
+
+@pytest.mark.parametrize(("scheme", "secure"), [("https", True), ("http", False)])
+def test_the_sign_in_cookie_is_secure_over_https(scheme: str, secure: bool) -> None:
+    from types import SimpleNamespace
+
+    from objectd.asgi.inspector import _login
+
+    app = SimpleNamespace(admin=AdminRoutes(token=TOKEN))
+    scope = {**_scope("/__objectd/login"), "method": "POST", "scheme": scheme}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        body = b"token=" + TOKEN.encode()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(_login(app, scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 303
+    (cookie,) = [v.decode() for n, v in sent[0]["headers"] if n == b"set-cookie"]
+    attributes = [part.strip() for part in cookie.split(";")]
+    assert ("Secure" in attributes) is secure
+    assert "HttpOnly" in attributes and "SameSite=Strict" in attributes
+
+
+@pytest.mark.parametrize(
+    ("announce", "recorded"),
+    [
+        ("http://0.0.0.0:8787", "http://127.0.0.1:8787/__objectd/"),
+        ("http://[::]:8787", "http://[::1]:8787/__objectd/"),
+        ("http://127.0.0.1:8787", "http://127.0.0.1:8787/__objectd/"),
+        ("http://192.168.1.20:9000", "http://192.168.1.20:9000/__objectd/"),
+    ],
+)
+def test_a_wildcard_bind_is_recorded_as_loopback(
+    tmp_path: Any, announce: str, recorded: str
+) -> None:
+    """objectd inspect connects to the address in server.lock: 0.0.0.0 is where the
+    server listens, not an address to connect to."""
+    from types import SimpleNamespace
+
+    from objectd.asgi.inspector import record_address
+    from objectd.runtime import data_lock
+
+    lock = data_lock.DataFolderLock(tmp_path)
+    assert lock.acquire()
+    try:
+        app = SimpleNamespace(admin=_routes(open_without_token=True), announce=announce)
+        record_address(app, SimpleNamespace(folder_lock=lock))  # type: ignore[arg-type]
+        assert data_lock.read_holder(tmp_path).admin_url == recorded
+    finally:
+        lock.release()

@@ -3,10 +3,16 @@
 objectd's own pages and endpoints (the inspector, metrics) live under :data:`ADMIN_PREFIX`.
 Who may reach them:
 
-* ``objectd dev``: requests whose Host is a loopback name (``localhost``, 127.0.0.0/8,
-  ``::1``), so that a web page whose own name resolves to 127.0.0.1 (DNS rebinding)
-  cannot read them from the user's browser; any other Host gets 403 and must use
-  ``--admin-token``.  With ``--admin-token`` set, only with the token, as in production.
+* ``objectd dev``: requests from this machine only: the peer (``scope["client"]``) must
+  be a loopback address, so that ``dev --host 0.0.0.0`` does not open the data to the
+  network (a Host header is whatever the sender writes), and the Host must be a
+  loopback name (``localhost``, 127.0.0.0/8, ``::1``), so that a web page whose own
+  name resolves to 127.0.0.1 (DNS rebinding) cannot read them from the user's browser;
+  anything else gets 403 and must use ``--admin-token``.  A request a browser marks as
+  sent by another site's page (``Sec-Fetch-Site`` other than ``same-origin``/``none``, or
+  an ``Origin`` that is not loopback) is 403 too: such a page cannot read the answer, but
+  could still make the inspector run its queries.  With ``--admin-token`` set,
+  only with the token, as in production.
 * ``objectd serve``: only with ``--admin-token TOKEN`` (or ``OBJECTD_ADMIN_TOKEN``), and
   then every admin request must carry it, as ``Authorization: Bearer TOKEN`` or in the
   :data:`TOKEN_COOKIE` cookie (for a browser); anything else is 401.  Without a token the
@@ -25,7 +31,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 __all__ = ["ADMIN_PREFIX", "LOGIN_PATH", "TOKEN_COOKIE", "AdminHandler", "AdminRoutes"]
@@ -83,12 +88,22 @@ class AdminRoutes:
         return path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._open and not _loopback_host(scope):
+        if self._open and not (_loopback_client(scope) and _loopback_host(scope)):
             await _plain(
                 send,
                 403,
-                b"objectd admin: without --admin-token these pages answer only to a loopback "
-                b"Host (localhost, 127.0.0.1, [::1])\n",
+                b"objectd admin: without --admin-token these pages answer only to this "
+                b"machine (a loopback client, and a loopback Host: localhost, 127.0.0.1, "
+                b"[::1]); start objectd dev with --admin-token to reach them from elsewhere\n",
+            )
+            return
+        if self._open and _from_another_site(scope):
+            await _plain(
+                send,
+                403,
+                b"objectd admin: this request comes from another site's page (Sec-Fetch-Site "
+                b"or Origin); without --admin-token only this machine's own pages and "
+                b"clients may ask\n",
             )
             return
         if scope["path"] == LOGIN_PATH and self._login is not None:
@@ -122,10 +137,44 @@ class AdminRoutes:
         return given is not None and hmac.compare_digest(given, self._token)
 
 
+def _loopback_client(scope: Scope) -> bool:
+    """Whether the request comes from this machine (its peer is a loopback address)."""
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(str(client[0]).partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _from_another_site(scope: Scope) -> bool:
+    """Whether a browser says the request comes from a page of another site: its
+    Sec-Fetch-Site is neither ``same-origin`` nor ``none``, or its Origin is not loopback."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"sec-fetch-site" and value.strip().lower() not in (b"same-origin", b"none"):
+            return True
+        if name == b"origin":
+            origin = value.decode("latin-1").strip()
+            scheme, sep, rest = origin.partition("://")
+            if not sep or scheme.lower() not in ("http", "https") or not _loopback_name(rest):
+                return True
+    return False
+
+
 def _loopback_host(scope: Scope) -> bool:
     """Whether the request's Host names this machine's loopback (any port)."""
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     host = next((value for name, value in headers if name == b"host"), b"").decode("latin-1")
+    return _loopback_name(host)
+
+
+def _loopback_name(host: str) -> bool:
+    """Whether ``host`` (``name[:port]``, ``[v6][:port]``) is a loopback name."""
     if host.startswith("["):
         name = host[1 : host.find("]")] if "]" in host else ""
     else:
@@ -147,15 +196,18 @@ def _token_of(scope: Scope) -> bytes | None:
             scheme, _, credentials = value.partition(b" ")
             if scheme.lower() == b"bearer":
                 return credentials.strip()
+    # Split by hand (RFC 6265 §5.2): SimpleCookie drops the whole header at the first
+    # cookie it cannot parse, and other code served on localhost sets what it likes.
+    wanted = TOKEN_COOKIE.encode()
     for name, value in headers:
         if name == b"cookie":
-            try:
-                cookie = SimpleCookie(value.decode("latin-1"))
-            except CookieError:
-                continue
-            if TOKEN_COOKIE in cookie:
-                token: str = cookie[TOKEN_COOKIE].value
-                return token.encode("latin-1")
+            for pair in value.split(b";"):
+                key, sep, given = pair.partition(b"=")
+                if sep and key.strip() == wanted:
+                    given = given.strip()
+                    if len(given) >= 2 and given[:1] == given[-1:] == b'"':
+                        given = given[1:-1]
+                    return given
     return None
 
 

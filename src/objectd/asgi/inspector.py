@@ -78,7 +78,18 @@ def install(app: ObjectdApp) -> None:
 def record_address(app: ObjectdApp, project: Project) -> None:
     """Note the admin URL in the data folder's lock file, for ``objectd inspect``."""
     if app.admin.enabled and app.announce and project.folder_lock is not None:
-        project.folder_lock.record_address(app.announce + ADMIN_PREFIX)
+        project.folder_lock.record_address(_reachable(app.announce) + ADMIN_PREFIX)
+
+
+def _reachable(url: str) -> str:
+    """``url`` with a wildcard bind (0.0.0.0, ::) replaced by the loopback address on
+    which the server also listens: a client cannot connect to 0.0.0.0."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname, parts.port
+    if host not in ("0.0.0.0", "::") or port is None:
+        return url
+    loopback = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{loopback}:{port}"))
 
 
 def _query(scope: Scope) -> dict[str, str]:
@@ -283,7 +294,9 @@ async def _object_page(inspector: LiveInspector, query: dict[str, str]) -> tuple
         parts.append(f"<p>{_link('object', 'next pairs →', 'next', **after)}</p>")
     parts.append('<h2>SQL tables</h2><div id="tables">')
     for table in item["tables"]:
-        parts.append(f"<h3>{_e(table['name'])} ({_e(table['count'])} rows)</h3>")
+        count = "? (too slow to count)" if table["count"] is None else table["count"]
+        shown = f", the first {len(table['rows'])} shown" if table.get("truncated") else ""
+        parts.append(f"<h3>{_e(table['name'])} ({_e(count)} rows{_e(shown)})</h3>")
         parts.append(f"<pre>{_e(table['sql'])}</pre>")
         parts.append(_table(table["columns"], [[_e(v) for v in r] for r in table["rows"]]))
     parts.append("</div><h2>Live WebSockets</h2>")
@@ -376,6 +389,8 @@ async def _login(app: ObjectdApp, scope: Scope, receive: Receive, send: Send) ->
         token = form.get("token", [""])[0]
         if app.admin.token_matches(token) and _COOKIE_SAFE.fullmatch(token):
             cookie = f"{TOKEN_COOKIE}={token}; Path={ADMIN_PREFIX}; HttpOnly; SameSite=Strict"
+            if scope.get("scheme") == "https":  # then never sent over plain HTTP
+                cookie += "; Secure"
             redirect = [(b"location", ADMIN_PREFIX.encode()), (b"set-cookie", cookie.encode())]
             await _send(send, 303, b"", redirect)
             return

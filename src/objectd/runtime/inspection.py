@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from objectd.runtime.project import Project
 
 __all__ = [
+    "MAX_LIVE_SNAPSHOT_BYTES",
     "MAX_OBJECTS",
     "MAX_SHOWN",
     "ClassInfo",
@@ -61,6 +62,10 @@ MAX_OBJECTS = 1_000  # objects one listing shows per class at most (then ``trunc
 # files.MAX_VALUE_BYTES (encoded), and every repr or SQL value cut at MAX_SHOWN
 # characters, so that 1,000 values of 2 MiB each make a page of megabytes, not gigabytes.
 MAX_SHOWN = 4_096
+# A running server copies an object for ``objectd export`` on its event loop, in memory:
+# an object larger than this (page_count x page_size) is refused there, before any copy,
+# and is exported from the files with the server stopped.
+MAX_LIVE_SNAPSHOT_BYTES = 64 * 1024 * 1024
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 _BUSY_ATTEMPTS = 50  # commits waited for before a live object's read is refused as busy
 _BUSY_PAUSE_S = 0.02
@@ -78,6 +83,10 @@ class ObjectNotFound(InspectError, LookupError):
     status = 404
 
 
+class TooLarge(InspectError):
+    status = 413
+
+
 @dataclass(frozen=True, slots=True)
 class ClassInfo:
     name: str
@@ -87,9 +96,21 @@ class ClassInfo:
     namespace_key: str  # the alarm index's key of the class (runtime.alarms.namespace_key)
 
     def stored_ids(self) -> list[str]:
+        """The ids of the class's object files: names that are one of its ids (64 hex
+        digits, made under its secret); any other file there is no object of it."""
         if not self.directory.is_dir():
             return []
-        return sorted(p.name.removesuffix(".sqlite") for p in self.directory.glob("*.sqlite"))
+        found = []
+        for path in self.directory.glob("*.sqlite"):
+            name = path.name.removesuffix(".sqlite")
+            if not _HEX_ID.fullmatch(name):
+                continue
+            try:
+                self.minter.id_from_string(name)
+            except InvalidIdError:
+                continue
+            found.append(name)
+        return sorted(found)
 
 
 def read_classes(folder: Path) -> dict[str, ClassInfo]:
@@ -123,6 +144,10 @@ def render(value: Any) -> Any:
 
 def _cell(value: Any) -> Any:
     """A SQL value as JSON (BLOBs as SQL's hex literal), cut to MAX_SHOWN characters."""
+    if isinstance(value, files.Cut):  # read only in part
+        if isinstance(value.head, bytes):
+            return f"x'{value.head[: MAX_SHOWN // 2].hex()}'… ({value.size} bytes)"
+        return value.head[:MAX_SHOWN] + f"… ({value.size} characters)"
     if isinstance(value, bytes):
         shown = value[: MAX_SHOWN // 2].hex()
         return f"x'{shown}'" + (f"… ({len(value)} bytes)" if len(value) > MAX_SHOWN // 2 else "")
@@ -272,7 +297,7 @@ class Inspector:
 
         def read(conn: sqlite3.Connection, _restore: Any) -> dict[str, Any]:
             kv, more = files.read_kv(conn, prefix=kv_prefix, after=kv_after)
-            tables = files.read_tables(conn)
+            tables = files.read_tables(conn, value_chars=MAX_SHOWN)
             return {
                 "kv": [_kv(entry) for entry in kv],
                 "kv_truncated": more,
@@ -281,6 +306,7 @@ class Inspector:
                         "name": table.name,
                         "sql": table.sql,
                         "count": table.count,
+                        "truncated": table.truncated,
                         "columns": table.columns,
                         "rows": [[_cell(v) for v in row] for row in table.rows],
                     }
@@ -301,6 +327,11 @@ class Inspector:
         def run(conn: sqlite3.Connection, restore: Any) -> files.QueryResult:
             try:
                 return files.read_only_query(conn, sql, restore=restore)
+            except sqlite3.DataError as exc:  # a value over files.QUERY_VALUE_BYTES
+                raise InspectError(
+                    f"query refused: {exc} (a query may not read or build a value over "
+                    f"{files.QUERY_VALUE_BYTES} bytes; length(x) works on any)"
+                ) from None
             except (sqlite3.Error, sqlite3.Warning) as exc:
                 raise InspectError(f"query refused: {exc} (only reading is allowed)") from None
 
@@ -377,10 +408,13 @@ class FolderInspector(Inspector):
 class LiveInspector(Inspector):
     """Reads the objects of the project this server serves (see the module docstring)."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(
+        self, project: Project, *, max_snapshot_bytes: int = MAX_LIVE_SNAPSHOT_BYTES
+    ) -> None:
         from objectd.runtime.alarms import namespace_key
 
         self.project = project
+        self.max_snapshot_bytes = max_snapshot_bytes
         classes = {
             name: ClassInfo(oc.name, oc.backend, oc.directory, oc.minter, namespace_key(oc))
             for name, oc in sorted(project.classes.items())
@@ -389,6 +423,25 @@ class LiveInspector(Inspector):
 
     def now(self) -> float:
         return self.project.settings.clock.now()
+
+    async def snapshot(self, class_name: str, oid: str) -> bytes:
+        """As :meth:`Inspector.snapshot`, for objects up to ``max_snapshot_bytes``: the copy
+        is made on the event loop, in memory, so a larger object is refused first."""
+        info = self._class(class_name)
+        object_id = self.object_id(info, oid)
+        most = self.max_snapshot_bytes
+
+        def copy(conn: sqlite3.Connection, _restore: Any) -> bytes:
+            size = files.database_bytes(conn)
+            if size > most:
+                raise TooLarge(
+                    f"{info.name} {object_id}: {size} bytes, more than a running server "
+                    f"copies ({most} bytes, so as not to stall it): stop the server and "
+                    "export from the files (objectd export reads them itself then)"
+                )
+            return files.snapshot(conn)
+
+        return await self._read(info, object_id, copy)
 
     def _indexed(self, info: ClassInfo) -> dict[str, str | None]:
         oc = self.project.classes[info.name]

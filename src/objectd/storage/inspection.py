@@ -16,7 +16,11 @@ change to the file, an authorizer admits only reading actions (no ``PRAGMA``, no
 ``ATTACH``, no functions with side effects), its text carries a marker so that it can
 never reuse a statement the object prepared (a cached statement is not authorized
 again), and a progress handler stops it after :data:`QUERY_SECONDS` so that it cannot
-hold the event loop it runs on.  What is read is bounded: :data:`MAX_ROWS` rows (or KV
+hold the event loop it runs on.  One SQL function call is not interrupted by that
+handler, so while the query runs no string or BLOB may exceed :data:`QUERY_VALUE_BYTES`
+(``SQLITE_LIMIT_LENGTH``, set back afterwards: ``hex(zeroblob(4e8))`` is refused at once
+instead of building 800 MB), and ``printf``/``format`` are refused (a repeated ``%c``
+runs for seconds inside one call).  What is read is bounded: :data:`MAX_ROWS` rows (or KV
 pairs), about :data:`MAX_READ_BYTES` of text and BLOBs, and KV values of at most
 :data:`MAX_VALUE_BYTES` each (larger ones are counted, not read).
 
@@ -40,16 +44,21 @@ from objectd import codec
 from objectd.errors import SerializationError
 from objectd.storage.alarm_index import ALARM_META_KEY
 from objectd.storage.authorizer import is_reserved_name
+from objectd.storage.database import Backend
 
 __all__ = [
     "MAX_READ_BYTES",
     "MAX_ROWS",
     "MAX_VALUE_BYTES",
     "QUERY_SECONDS",
+    "QUERY_VALUE_BYTES",
+    "Cut",
     "FileStats",
     "KvEntry",
     "QueryResult",
     "Table",
+    "check_object_file",
+    "database_bytes",
     "file_stats",
     "open_read_only",
     "read_kv",
@@ -63,6 +72,7 @@ MAX_ROWS = 1_000  # rows (or KV pairs) one read returns at most; past it, ``trun
 MAX_VALUE_BYTES = 64 * 1024  # KV values larger than this (encoded) are counted, not read
 MAX_READ_BYTES = 16 * 1024 * 1024  # text and BLOB bytes one table or query read holds, about
 QUERY_SECONDS = 2.0  # how long one read-only query may run before it is stopped
+QUERY_VALUE_BYTES = 1024 * 1024  # the largest string or BLOB a query may read or build
 # Never the text of a statement the object prepared, nor one it could write: a
 # statement cached under this text skips the object's authorizer, so the marker holds a
 # per-process secret (as ``storage.database.internal_sql`` does).
@@ -79,7 +89,10 @@ _READING = frozenset(
     }
 )
 # Functions that do something besides computing a value (the authorizer sees them by name).
-_UNSAFE_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
+# printf and format: a repeated %c (``printf('%.*c', 9e8, 'x')``) loops inside one call.
+_UNSAFE_FUNCTIONS = frozenset(
+    {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "printf", "format"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +105,21 @@ class KvEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Cut:
+    """A text or BLOB value read only in part: its first characters (or bytes)."""
+
+    head: str | bytes
+    size: int  # the whole value's length: characters for text, bytes for a BLOB
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     name: str
     sql: str
     columns: list[str]
     rows: list[tuple[Any, ...]]
-    count: int  # rows in the table (``rows`` holds the first MAX_ROWS)
+    count: int | None  # rows in the table; None: counting took too long
+    truncated: bool = False  # rows left unread (MAX_ROWS, the page's byte budget, the time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,22 +212,109 @@ def read_kv(
     return entries, len(rows) > limit
 
 
-def read_tables(conn: sqlite3.Connection, *, limit: int = MAX_ROWS) -> list[Table]:
-    """The object's own SQL tables (not objectd's ``_cf_`` ones), each with its first rows."""
+def read_tables(
+    conn: sqlite3.Connection,
+    *,
+    limit: int = MAX_ROWS,
+    max_bytes: int = MAX_READ_BYTES,
+    value_chars: int | None = None,
+    seconds: float = QUERY_SECONDS,
+) -> list[Table]:
+    """The object's own SQL tables (not objectd's ``_cf_`` ones), each with its first rows.
+
+    Bounded as a whole, since one page shows every table: at most ``limit`` rows a table,
+    ``max_bytes`` of stored text and BLOBs read over all of them (whole values, cut or
+    not: what SQLite reads; a row is taken if it fits), text and BLOBs longer than
+    ``value_chars`` cut by SQLite (a :class:`Cut`, so the whole value never reaches
+    Python), and ``seconds`` for all the counting and reading (a count not finished by
+    then is None, rows not read by then are left out).
+    """
     found = conn.execute(
         _MARK + "SELECT name, sql FROM sqlite_schema WHERE type = 'table' ORDER BY name"
     ).fetchall()
+    deadline = time.monotonic() + seconds
+
+    def too_long() -> int:
+        return 1 if time.monotonic() > deadline else 0
+
     tables = []
-    for name, sql in found:
-        if is_reserved_name(name) or name.startswith("sqlite_"):
-            continue
-        quoted = '"' + name.replace('"', '""') + '"'
-        (count,) = conn.execute(_MARK + f"SELECT count(*) FROM {quoted}").fetchone()
-        cursor = conn.execute(_MARK + f"SELECT * FROM {quoted} LIMIT ?", (limit,))
-        columns = [d[0] for d in cursor.description or ()]
-        rows, _ = _take(cursor, limit)
-        tables.append(Table(name, sql or "", columns, rows, int(count)))
+    budget = max_bytes
+    conn.set_progress_handler(too_long, _PROGRESS_STEPS)
+    try:
+        for name, sql in found:
+            if is_reserved_name(name) or name.startswith("sqlite_"):
+                continue
+            quoted = _quote(name)
+            try:
+                (count,) = conn.execute(_MARK + f"SELECT count(*) FROM {quoted}").fetchone()
+            except sqlite3.OperationalError:  # interrupted: too long
+                count = None
+            cursor = conn.execute(_MARK + f"SELECT * FROM {quoted} LIMIT 0")
+            columns = [d[0] for d in cursor.description or ()]
+            cursor.close()
+            rows: list[tuple[Any, ...]] = []
+            truncated = False
+            if budget <= 0 or time.monotonic() > deadline:
+                tables.append(Table(name, sql or "", columns, rows, count, True))
+                continue
+            cursor = conn.execute(_MARK + _cut_select(quoted, columns, value_chars), (limit + 1,))
+            try:
+                for raw in cursor:
+                    row, cost = _uncut(raw, value_chars)
+                    if len(rows) == limit or cost > budget:
+                        truncated = True
+                        break
+                    budget -= cost
+                    rows.append(row)
+            except sqlite3.OperationalError:  # interrupted: the rest is not read
+                truncated = True
+            finally:
+                cursor.close()
+            tables.append(Table(name, sql or "", columns, rows, count, truncated))
+    finally:
+        conn.set_progress_handler(None, 0)
     return tables
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cut_select(table: str, columns: list[str], value_chars: int | None) -> str:
+    """``SELECT`` every column; with ``value_chars``, each as (the value, or its first
+    ``value_chars`` when longer; and its length)."""
+    if value_chars is None or not columns:
+        return f"SELECT * FROM {table} LIMIT ?"
+    most = int(value_chars)
+    parts = []
+    for column in columns:
+        c = _quote(column)
+        # A number's length is that of its text (never near ``most``); NULL's is NULL.
+        parts.append(f"CASE WHEN length({c}) > {most} THEN substr({c}, 1, {most}) ELSE {c} END")
+        parts.append(f"length({c})")
+    return f"SELECT {', '.join(parts)} FROM {table} LIMIT ?"
+
+
+def _uncut(raw: tuple[Any, ...], value_chars: int | None) -> tuple[tuple[Any, ...], int]:
+    """A row as shown (long values as :class:`Cut`), and the text and BLOB bytes SQLite
+    read for it (the whole values: what the page's budget is charged)."""
+    if value_chars is None:
+        return raw, sum(_size(v) for v in raw)
+    row = []
+    read = 0
+    for value, size in zip(raw[0::2], raw[1::2], strict=True):
+        if isinstance(value, str | bytes):
+            read += int(size)
+            if int(size) > len(value):
+                value = Cut(value, int(size))
+        row.append(value)
+    return tuple(row), read
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, Cut):
+        return len(value.head)
+    return len(value) if isinstance(value, str | bytes) else 0
 
 
 def _take(cursor: sqlite3.Cursor, limit: int) -> tuple[list[tuple[Any, ...]], bool]:
@@ -252,12 +361,14 @@ def read_only_query(
     conn.execute(_MARK + "PRAGMA query_only=1")
     conn.set_authorizer(_reading_only)
     conn.set_progress_handler(too_long, _PROGRESS_STEPS)
+    longest = conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, QUERY_VALUE_BYTES)
     try:
         cursor = conn.execute(_MARK + sql)
         columns = [d[0] for d in cursor.description or ()]
         rows, truncated = _take(cursor, limit)
         cursor.close()
     finally:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, longest)
         conn.set_progress_handler(None, 0)
         conn.set_authorizer(restore)
         if not was_query_only:
@@ -273,6 +384,55 @@ def _reading_only(
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _UNSAFE_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
+
+
+def check_object_file(path: Path, backend: Backend) -> list[str]:
+    """What makes ``path`` (a file no connection has open) unfit to be an object of a
+    class with ``backend``; empty when it is fit.  Read-only, for ``objectd import``.
+
+    ``PRAGMA quick_check`` (every page read, so a file damaged past its header is found
+    before it is installed); objectd's own tables present; no SQL tables in a KV-backend
+    object (its class could never reach them); and no trigger or view touching
+    objectd's ``_cf_`` tables (the object's SQL may not, and one would run inside
+    objectd's own writes).
+    """
+    try:
+        with open_read_only(path) as conn:
+            checked = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            if checked != ["ok"]:
+                return [f"not a sound SQLite file: {'; '.join(map(str, checked))}"]
+            schema = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [f"not a sound SQLite file: {exc}"]
+    tables = {name for kind, name, _, _ in schema if kind == "table"}
+    if not {"_cf_KV", "_cf_METADATA"} <= tables:
+        return ["not an objectd object's file (it has no _cf_KV and _cf_METADATA tables)"]
+    problems = []
+    own = sorted(n for n in tables if not is_reserved_name(n) and not n.startswith("sqlite_"))
+    if backend is Backend.KV and own:
+        problems.append(
+            f"has SQL tables ({', '.join(own[:5])}), but its class here is a KV-backend "
+            "class (new_classes), which has no SQL"
+        )
+    touching = sorted(
+        f"{kind} {name}"
+        for kind, name, table, sql in schema
+        if kind in ("trigger", "view")
+        and (is_reserved_name(table or "") or "_cf_" in (sql or "").lower())
+    )
+    if touching:
+        problems.append(
+            f"has {', '.join(touching[:5])} on objectd's own tables (_cf_…), which an "
+            "object's SQL may not create"
+        )
+    return problems
+
+
+def database_bytes(conn: sqlite3.Connection) -> int:
+    """The database's size as SQLite sees it (page_count x page_size), without reading it."""
+    (pages,) = conn.execute(_MARK + "PRAGMA page_count").fetchone()
+    (page_size,) = conn.execute(_MARK + "PRAGMA page_size").fetchone()
+    return int(pages) * int(page_size)
 
 
 def snapshot(conn: sqlite3.Connection) -> bytes:

@@ -107,3 +107,84 @@ def test_an_unknown_object_or_class_is_not_found(tmp_path: Path) -> None:
         await ns._class.close()
 
     asyncio.run(main())
+
+
+def test_a_live_snapshot_larger_than_the_limit_is_refused_before_it_is_copied(
+    tmp_path: Path,
+) -> None:
+    """api/snapshot copies the object on the server's event loop: past the limit
+    (page_count x page_size, checked first) it says how to export instead."""
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Box)
+        stub = ns.get_by_name("a")
+        await stub.put("small", "v")
+        object_class = ns._class
+        project = SimpleNamespace(
+            classes={object_class.name: object_class},
+            config=SimpleNamespace(name="script"),
+            settings=RuntimeSettings(),
+        )
+        roomy = LiveInspector(project, max_snapshot_bytes=1024 * 1024)  # type: ignore[arg-type]
+        data = await roomy.snapshot("Box", "a")
+        assert data.startswith(b"SQLite format 3\x00")
+        await stub.put("big", "x" * 300_000)
+        tight = LiveInspector(project, max_snapshot_bytes=200_000)  # type: ignore[arg-type]
+        with pytest.raises(InspectError, match="stop the server") as refused:
+            await tight.snapshot("Box", "a")
+        assert refused.value.status == 413
+        assert "200000 bytes" in str(refused.value)
+        assert inspection.MAX_LIVE_SNAPSHOT_BYTES == 64 * 1024 * 1024
+        await object_class.close()
+
+    asyncio.run(main())
+
+
+class Notes(DurableObject):
+    async def fill(self, tables: int, rows: int, size: int) -> None:
+        sql = self.ctx.storage.sql
+        for t in range(tables):
+            sql.exec(f"CREATE TABLE n{t} (body TEXT, data BLOB)")
+            for _ in range(rows):
+                sql.exec(f"INSERT INTO n{t} VALUES (?, ?)", "x" * size, b"\0" * size)
+
+
+def test_an_object_page_reads_each_value_only_in_part(tmp_path: Path) -> None:
+    """A page shows MAX_SHOWN characters of a value; only that much is read, and the
+    whole length is said."""
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Notes)
+        stub = ns.get_by_name("a")
+        await stub.fill(2, 3, 100_000)
+        item = await _inspector(ns).object("Notes", "a")
+        first = item["tables"][0]
+        assert (first["name"], first["count"], first["truncated"]) == ("n0", 3, False)
+        text, blob = first["rows"][0]
+        assert text == "x" * inspection.MAX_SHOWN + "… (100000 characters)"
+        assert blob == "x'" + "00" * (inspection.MAX_SHOWN // 2) + "'… (100000 bytes)"
+        await ns._class.close()
+
+    asyncio.run(main())
+
+
+def test_stray_files_in_a_class_folder_are_not_objects(tmp_path: Path) -> None:
+    """A copy someone left next to the objects (``backup copy.sqlite``), or a file named
+    like an id of another namespace, is neither listed nor read."""
+
+    async def main() -> None:
+        ns = make_namespace(tmp_path, Box)
+        await ns.get_by_name("a").put("k", "v")
+        real = ns.id_from_name("a").to_string()
+        folder = ns._class.directory
+        (folder / "backup copy.sqlite").write_bytes((folder / f"{real}.sqlite").read_bytes())
+        (folder / ("ab" * 32 + ".sqlite")).write_bytes(b"")  # 64 hex digits, not its id
+        (folder / (real.upper() + ".sqlite")).write_bytes(b"")
+        inspector = _inspector(ns)
+        assert (await inspector.ids("Box"))["ids"] == [real]
+        listing = await inspector.objects("Box")
+        assert [o["id"] for o in listing["objects"]] == [real]
+        assert (await inspector.summary())["classes"][0]["objects"] == 1
+        await ns._class.close()
+
+    asyncio.run(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,167 @@ def test_kv_pages_by_prefix_and_last_key(db: ObjectDatabase) -> None:
     assert ([e.key for e in page], more) == (["user:1", "user:2"], True)
     page, more = inspection.read_kv(db.conn, prefix="user:", after="user:2", limit=2)
     assert ([e.key for e in page], more) == (["user:3"], False)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT hex(zeroblob(400000000))",
+        "SELECT length(randomblob(900000000))",
+        "SELECT replace(hex(zeroblob(300000)), '0', '0000')",
+    ],
+)
+def test_a_query_may_not_build_a_huge_value(db: ObjectDatabase, statement: str) -> None:
+    """One SQL function call is not interrupted by the time limit, and a 400 MB value
+    costs its memory at once: while a query runs, no value may exceed QUERY_VALUE_BYTES."""
+    _fill(db)
+    before = db.conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+    with pytest.raises(sqlite3.DataError, match="too big"):
+        inspection.read_only_query(db.conn, statement)
+    assert db.conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) == before  # the object's own again
+    assert inspection.QUERY_VALUE_BYTES == 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "statement", ["SELECT printf('%.*c', 900000000, 'x')", "SELECT format('%d', 1)"]
+)
+def test_printf_is_refused_in_a_query(db: ObjectDatabase, statement: str) -> None:
+    """printf's repeated %c runs for seconds inside one call, past any limit."""
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        inspection.read_only_query(db.conn, statement)
+
+
+def test_after_a_query_the_object_may_store_large_values_again(db: ObjectDatabase) -> None:
+    sql = _fill(db)
+    inspection.read_only_query(db.conn, "SELECT count(*) FROM notes")
+    sql.exec("INSERT INTO notes (body) VALUES (?)", "z" * (2 * 1024 * 1024))
+    db.commit()
+    assert sql.exec("SELECT max(length(body)) AS n FROM notes").one()["n"] == 2 * 1024 * 1024
+
+
+def _tables(db: ObjectDatabase, tables: int, rows: int, size: int) -> None:
+    sql = SqlStorage(db)
+    db.begin_write()
+    for t in range(tables):
+        sql.exec(f"CREATE TABLE t{t} (id INTEGER PRIMARY KEY, body TEXT, data BLOB, n INT)")
+        for _ in range(rows):
+            sql.exec(f"INSERT INTO t{t} (body, data, n) VALUES (?, ?, 7)", "é" * size, b"\1" * size)
+    db.commit()
+
+
+def test_table_values_are_cut_as_they_are_read(db: ObjectDatabase) -> None:
+    """A page of 30 tables of 1 MB values must not hold 500 MB: each value is cut in
+    SQLite (substr), and its full length is kept for the page to say."""
+    _tables(db, 1, 2, 1000)
+    (table,) = inspection.read_tables(db.conn, value_chars=10)
+    assert table.columns == ["id", "body", "data", "n"]
+    row = table.rows[0]
+    assert row[0] == 1 and row[3] == 7
+    assert row[1] == inspection.Cut("é" * 10, 1000)
+    assert row[2] == inspection.Cut(b"\1" * 10, 1000)
+    assert (table.count, table.truncated) == (2, False)
+    small = inspection.read_tables(db.conn, value_chars=5000)[0].rows[0]
+    assert small[1] == "é" * 1000  # short enough: as it is
+
+
+def test_one_byte_budget_for_all_tables_of_a_page(db: ObjectDatabase) -> None:
+    _tables(db, 3, 5, 100)
+    # The budget is charged what SQLite reads, the whole values: 100 characters and
+    # 100 bytes a row, 200, though only 10 of each are kept; a row is taken if it fits.
+    tables = inspection.read_tables(db.conn, value_chars=10, max_bytes=1500)
+    assert [t.name for t in tables] == ["t0", "t1", "t2"]
+    assert [len(t.rows) for t in tables] == [5, 2, 0]
+    assert [t.truncated for t in tables] == [False, True, True]
+    assert [t.count for t in tables] == [5, 5, 5]
+
+
+def test_counting_and_reading_stop_at_the_time_limit(db: ObjectDatabase) -> None:
+    """A plain table's count(*) is one SQLite step (its B-tree's count); a virtual
+    table's is a scan, and it is stopped at the limit like the reading of rows."""
+    db.begin_write()
+    db.conn.execute(internal_sql("CREATE VIRTUAL TABLE words USING fts5(w)"))
+    db.conn.execute(
+        internal_sql(
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT 20000) "
+            "INSERT INTO words SELECT 'w' || i FROM c"
+        )
+    )
+    db.commit()
+    (words,) = [t for t in inspection.read_tables(db.conn, seconds=0) if t.name == "words"]
+    assert words.count is None  # not counted: too slow
+    assert (words.rows, words.truncated) == ([], True)
+    (words,) = [t for t in inspection.read_tables(db.conn) if t.name == "words"]
+    assert (words.count, len(words.rows)) == (20000, inspection.MAX_ROWS)
+    db.begin_write()  # the connection has no handler left behind
+    db.conn.execute(internal_sql("INSERT INTO words VALUES ('more')"))
+    db.commit()
+
+
+def _object_file(tmp_path: Path, backend: Backend, *statements: str) -> Path:
+    path = tmp_path / "export" / "o.sqlite"
+    path.parent.mkdir(parents=True)
+    database = ObjectDatabase(path, backend=backend)
+    database.begin_write()
+    for statement in statements:
+        database.conn.execute(internal_sql(statement))
+    database.commit()
+    database.close()
+    return path
+
+
+def test_a_sound_object_file_passes_the_import_check(tmp_path: Path) -> None:
+    path = _object_file(tmp_path, Backend.SQLITE, "CREATE TABLE notes (body TEXT)")
+    assert inspection.check_object_file(path, Backend.SQLITE) == []
+    kv = _object_file(tmp_path / "kv", Backend.KV)
+    assert inspection.check_object_file(kv, Backend.KV) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["o.sqlite"]  # looked, no trace
+
+
+def test_a_file_corrupted_past_its_header_is_refused(tmp_path: Path) -> None:
+    path = _object_file(
+        tmp_path,
+        Backend.SQLITE,
+        "CREATE TABLE notes (body TEXT)",
+        "INSERT INTO notes VALUES ('hello')",
+    )
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    assert len(data) >= 3 * page
+    data[page:] = b"\xa5" * (len(data) - page)  # every page but the first (the schema)
+    path.write_bytes(bytes(data))
+    (problem,) = inspection.check_object_file(path, Backend.SQLITE)
+    assert "not a sound SQLite file" in problem
+
+
+def test_a_file_with_sql_tables_is_not_a_kv_objects(tmp_path: Path) -> None:
+    path = _object_file(tmp_path, Backend.SQLITE, "CREATE TABLE notes (body TEXT)")
+    (problem,) = inspection.check_object_file(path, Backend.KV)
+    assert "SQL tables" in problem and "notes" in problem
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        ["CREATE TRIGGER t AFTER INSERT ON _cf_KV BEGIN SELECT 1; END"],
+        [
+            "CREATE TABLE notes (b)",
+            "CREATE TRIGGER t AFTER INSERT ON notes BEGIN DELETE FROM _CF_kv; END",
+        ],
+        ["CREATE VIEW v AS SELECT * FROM _cf_METADATA"],
+    ],
+)
+def test_triggers_and_views_on_objectds_tables_are_refused(
+    tmp_path: Path, statements: list[str]
+) -> None:
+    path = _object_file(tmp_path, Backend.SQLITE, *statements)
+    problems = inspection.check_object_file(path, Backend.SQLITE)
+    assert len(problems) == 1 and "objectd's own tables" in problems[0]
+
+
+def test_a_file_that_is_not_an_objects_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "plain.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+    (problem,) = inspection.check_object_file(path, Backend.SQLITE)
+    assert "not an objectd object" in problem
