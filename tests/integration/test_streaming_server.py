@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,36 @@ def test_an_upload_past_the_buffered_limit_streams_into_an_object(streams: Serve
     with streams.client() as http:  # read whole, the same body is refused from its length
         refused = http.post("/worker/size", content=body(), headers={"content-length": str(size)})
     assert refused.status_code == 413
+
+
+def _leave_after_head(server: Server, head: bytes) -> None:
+    """Send ``head`` on a raw connection, read the start of the answer, and leave."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(head)
+        assert raw.recv(200).startswith(b"HTTP/1.1 200")
+
+
+def worker_streams(server: Server) -> dict[str, int]:
+    with server.client() as http:
+        return http.get("/worker/streams").json()
+
+
+def test_a_client_that_leaves_is_noticed_when_the_request_body_was_not_read(
+    streams: Server,
+) -> None:
+    """A PUT announcing 200 MiB that sends none of it, to streams that never read it:
+    the body's reader never finished, so the front used to wait for it before watching
+    the connection, and the generators ran forever after the client left."""
+    for path in ("/object/ticks", "/worker/ticks"):
+        for _ in range(3):
+            _leave_after_head(
+                streams,
+                b"PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n\r\n" % path.encode(),
+            )
+    wait_until(lambda: stats(streams)["closed"] == 3, timeout=10)
+    assert stats(streams)["open"] == 0
+    wait_until(lambda: worker_streams(streams) == {"open": 0, "closed": 3}, timeout=10)
 
 
 def _peak_memory(server: Server) -> int:

@@ -8,6 +8,9 @@ from urllib.parse import urlsplit
 
 from objectd import DurableObject, Response, WorkerEntrypoint
 
+# The worker's own streams, counted in this process: open now, and closed so far.
+WORKER_STREAMS = {"open": 0, "closed": 0}
+
 
 class Streamer(DurableObject):
     def __init__(self, ctx, env):
@@ -20,6 +23,8 @@ class Streamer(DurableObject):
         path = urlsplit(request.url).path
         if path == "/object/stream":
             return Response(self.steps(), headers={"content-type": "text/plain"})
+        if path == "/object/ticks":  # never ends, never reads the request body
+            return Response(self.ticks())
         if path == "/object/raise":
             return Response(self.raises())
         if path == "/object/step":
@@ -47,6 +52,16 @@ class Streamer(DurableObject):
             self.open -= 1
             self.ctx.storage.put("closed", (await self.ctx.storage.get("closed") or 0) + 1)
 
+    async def ticks(self):
+        self.open += 1
+        try:
+            while True:
+                yield "tick\n"
+                await asyncio.sleep(0.05)
+        finally:
+            self.open -= 1
+            self.ctx.storage.put("closed", (await self.ctx.storage.get("closed") or 0) + 1)
+
     async def raises(self):
         yield "ok\n"
         raise ValueError("stream broke: 7")
@@ -63,6 +78,12 @@ class Default(WorkerEntrypoint):
             return Response(self.steps(stub))
         if path == "/health":
             return Response("ok")
+        if path == "/worker/ticks":  # never ends, never reads the request body
+            return Response(counted(ticks()))
+        if path == "/worker/rows":  # never awaits between its chunks
+            return Response(counted(rows()))
+        if path == "/worker/streams":
+            return Response.json(WORKER_STREAMS)
         if path == "/worker/size":
             return Response(str(len(await request.bytes())))
         return await stub.fetch(request)
@@ -71,3 +92,24 @@ class Default(WorkerEntrypoint):
         yield b"one\n"
         await stub.wait_step()
         yield b"two\n"
+
+
+async def counted(chunks):
+    WORKER_STREAMS["open"] += 1
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        WORKER_STREAMS["open"] -= 1
+        WORKER_STREAMS["closed"] += 1
+
+
+async def ticks():
+    while True:
+        yield b"tick\n"
+        await asyncio.sleep(0.05)
+
+
+async def rows():
+    for i in range(10**9):
+        yield b"row %d\n" % i
