@@ -190,6 +190,18 @@ def test_a_client_that_leaves_is_noticed_when_the_request_body_was_not_read(
     wait_until(lambda: worker_streams(streams) == {"open": 0, "closed": 3}, timeout=10)
 
 
+def test_a_stream_that_never_awaits_stops_when_its_client_leaves(streams: Server) -> None:
+    """Once disconnected, uvicorn's send() returns without suspending: a generator that
+    never awaits between its rows then held the loop, so every other request waited
+    for the 30 s CPU limit.  Now the stream is closed and the server answers at once
+    (a bounded wait: the client's 10 s timeout is a third of that limit)."""
+    _leave_after_head(streams, b"GET /worker/rows HTTP/1.1\r\nHost: x\r\n\r\n")
+    with httpx.Client(base_url=streams.url, timeout=10.0) as http:
+        assert http.get("/health").text == "ok"
+    wait_until(lambda: worker_streams(streams) == {"open": 0, "closed": 1}, timeout=10)
+    assert "CPU time limit" not in streams.output
+
+
 def _peak_memory(server: Server) -> int:
     assert server.proc is not None
     for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():

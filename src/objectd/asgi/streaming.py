@@ -74,7 +74,7 @@ async def send_streamed(
             return
         scope[STREAMING] = True
         gone: asyncio.Event | None = scope.get("extensions", {}).get(DISCONNECTED_EXTENSION)
-        pump = asyncio.ensure_future(_pump(send, stream))
+        pump = asyncio.ensure_future(_pump(send, stream, gone))
         tasks: list[asyncio.Future[Any]] = [pump, asyncio.ensure_future(_watch(receive))]
         if gone is not None:
             tasks.append(asyncio.ensure_future(gone.wait()))
@@ -98,10 +98,19 @@ async def send_streamed(
             await stream.aclose()
 
 
-async def _pump(send: Send, stream: BodyStream) -> None:
+async def _pump(send: Send, stream: BodyStream, gone: asyncio.Event | None) -> None:
+    """Send each chunk; stop as soon as the connection is gone.
+
+    A disconnected connection's send() returns without suspending, and so does a
+    connected one whose transport keeps up: a generator that never awaits would then
+    hold the loop (every other request, and the watch that would stop it).  So the
+    loop gets a turn after each chunk, and ``gone`` is checked after each send."""
     async for chunk in stream:
         if chunk:  # an empty chunk would read as the end of a chunked body
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if gone is not None and gone.is_set():
+                return
+        await asyncio.sleep(0)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
