@@ -202,6 +202,37 @@ def test_a_stream_that_never_awaits_stops_when_its_client_leaves(streams: Server
     assert "CPU time limit" not in streams.output
 
 
+def test_open_streams_count_against_the_live_object_limit(tmp_path: Path) -> None:
+    """An open stream pins its object, so it cannot be evicted to make room: past
+    ``--max-live-objects`` a new object is refused (503, Retry-After) instead of opening
+    files past the descriptor plan (issue 9 §7: EMFILE on .sqlite files, 500s to other
+    clients); once a stream ends, its object can be evicted and the new one opens."""
+    project = tmp_path / "streams"
+    shutil.copytree(STREAMS_APP, project)
+    server = Server(project, tmp_path / "data", "--max-live-objects", "2").start()
+    try:
+        with (
+            server.client() as a,
+            server.client() as b,
+            a.stream("GET", "/named/a/object/stream") as first,
+        ):
+            lines_a = first.iter_lines()  # kept: a dropped iterator closes the response
+            assert next(lines_a) == "one"
+            with b.stream("GET", "/named/b/object/stream") as second:
+                lines_b = second.iter_lines()
+                assert next(lines_b) == "one"
+                with server.client() as http:
+                    refused = http.get("/named/c/object/stats")
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["retry-after"] == "1"
+                assert "live objects" in refused.text
+        with server.client() as http:  # both streams are closed: their objects can go
+            wait_until(lambda: http.get("/named/c/object/stats").status_code == 200)
+            assert http.get("/named/a/object/stats").json()["closed"] == 1
+    finally:
+        server.kill()
+
+
 def _peak_memory(server: Server) -> int:
     assert server.proc is not None
     for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():

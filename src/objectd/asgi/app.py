@@ -35,10 +35,11 @@ from objectd.asgi.reload import expect_code_updates, on_code_update
 from objectd.asgi.request_body import IncomingBody
 from objectd.asgi.streaming import send_streamed
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
-from objectd.errors import DurableObjectError, ObjectResetError
+from objectd.errors import DurableObjectError, ObjectResetError, OverloadedError
 from objectd.fetch import Headers, Request, Response, streamed_body
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
+from objectd.runtime.lifecycle import LIVE_LIMIT_MESSAGE
 from objectd.runtime.loader import describe_load_error
 from objectd.runtime.metrics import NO_METRICS
 from objectd.runtime.project import Project
@@ -368,6 +369,12 @@ class ObjectdApp:
                 return
             if incoming is not None and incoming.lost:  # nobody to answer: not the worker's bug
                 log.info("objectd: the client went away during its upload: %s", exc)
+                return
+            if isinstance(exc, OverloadedError) and exc.message == LIVE_LIMIT_MESSAGE:
+                # A platform limit, as a full body buffer is: 503, to be retried.
+                log.info("objectd: %s", exc)
+                body = f"Service Unavailable: {exc.message}\n".encode()
+                await _send_plain(send, 503, body, _BUSY_HEADERS)
                 return
             await _send_plain(send, 500, self._uncaught(exc), _ERROR_HEADERS)
             return

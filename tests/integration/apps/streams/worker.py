@@ -21,6 +21,8 @@ class Streamer(DurableObject):
 
     async def fetch(self, request):
         path = urlsplit(request.url).path
+        if path.startswith("/named/"):  # /named/<name>/object/...: the object <name>
+            path = "/" + path.split("/", 3)[3]
         if path == "/object/stream":
             return Response(self.steps(), headers={"content-type": "text/plain"})
         if path == "/object/ticks":  # never ends, never reads the request body
@@ -74,6 +76,8 @@ class Default(WorkerEntrypoint):
     async def fetch(self, request):
         path = urlsplit(request.url).path
         stub = self.env.OBJ.get_by_name("x")
+        if path.startswith("/named/"):
+            stub = self.env.OBJ.get_by_name(path.split("/")[2])
         if path == "/worker/stream":
             return Response(self.steps(stub))
         if path == "/health":
