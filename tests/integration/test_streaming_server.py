@@ -233,6 +233,20 @@ def test_open_streams_count_against_the_live_object_limit(tmp_path: Path) -> Non
         server.kill()
 
 
+def test_outbound_streams_that_fill_the_pool_fail_a_fetch_clearly(streams: Server) -> None:
+    """100 streamed outbound responses held open take every pooled connection; a further
+    fetch() used to wait forever (no pool timeout), freezing every outbound call.  It
+    now fails with an error that says so, within the pool timeout (10 s), and works
+    again once a connection is given back."""
+    with httpx.Client(base_url=streams.url, timeout=60.0) as http:
+        assert http.get("/out/hold?n=100").text == "100"
+        refused = http.get("/out/fetch")
+        assert refused.status_code == 502
+        assert "all 100 outbound connections are in use" in refused.text
+        assert http.get("/out/release").text == "released"
+        assert http.get("/out/fetch").text == "ok"
+
+
 def _peak_memory(server: Server) -> int:
     assert server.proc is not None
     for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():

@@ -6,10 +6,12 @@ import asyncio
 import uuid
 from urllib.parse import urlsplit
 
-from objectd import DurableObject, Response, WorkerEntrypoint
+from objectd import DurableObject, Response, WorkerEntrypoint, fetch
 
 # The worker's own streams, counted in this process: open now, and closed so far.
 WORKER_STREAMS = {"open": 0, "closed": 0}
+# Outbound streamed responses held open by /out/hold (each holds a pooled connection).
+HELD: list[Response] = []
 
 
 class Streamer(DurableObject):
@@ -86,6 +88,21 @@ class Default(WorkerEntrypoint):
             return Response(counted(ticks()))
         if path == "/worker/rows":  # never awaits between its chunks
             return Response(counted(rows()))
+        if path == "/out/hold":  # holds n outbound streams open, unread
+            origin = request.url.split("/out/", 1)[0]
+            for _ in range(int(request.url.rsplit("=", 1)[1])):
+                HELD.append(await fetch(origin + "/worker/ticks"))
+            return Response(str(len(HELD)))
+        if path == "/out/release":
+            while HELD:
+                await HELD.pop().body.aclose()
+            return Response("released")
+        if path == "/out/fetch":
+            try:
+                reply = await fetch(request.url.split("/out/", 1)[0] + "/health")
+            except Exception as exc:
+                return Response(f"{type(exc).__name__}: {exc}", status=502)
+            return Response(await reply.text())
         if path == "/worker/streams":
             return Response.json(WORKER_STREAMS)
         if path == "/worker/size":
