@@ -309,3 +309,18 @@ def test_live_example_sends_heartbeats_and_closes_a_gone_subscriber(live: Server
     with live.client() as http:
         assert http.get("/").headers["content-type"].startswith("text/html")
         assert "EventSource" in http.get("/").text
+
+
+def test_live_example_answers_400_to_a_bad_heartbeat_or_last_event_id(live: Server) -> None:
+    """These were a 500 (``float("abc")``; ``int()`` of 5,000 digits, past Python's digit
+    limit), or no heartbeat at all (``nan``)."""
+    with live.client() as http:
+        for query in ("heartbeat=abc", "heartbeat=nan", "heartbeat=inf", "heartbeat=-1e999"):
+            answer = http.get(f"/api/boards/q/events?{query}")
+            assert answer.status_code == 400, (query, answer.text)
+            assert "heartbeat" in answer.text
+        for last in ("9" * 5000, "-1", "1.5", "x"):
+            answer = http.get("/api/boards/q/events", headers={"last-event-id": last})
+            assert answer.status_code == 400, (last[:20], answer.text)
+            assert "Last-Event-ID" in answer.text
+        assert http.get("/api/boards/q/stats").json() == {"subscribers": 0, "closed": 0}
