@@ -247,6 +247,24 @@ def test_outbound_streams_that_fill_the_pool_fail_a_fetch_clearly(streams: Serve
         assert http.get("/out/fetch").text == "ok"
 
 
+def test_a_body_read_whole_is_held_once(streams: Server) -> None:
+    """Read whole, an 80 MiB upload arriving in many reads was held twice at its end (its
+    chunks, and their join), so the body budget was exceeded by a whole body; now the
+    server's peak memory grows by the body and a small margin, not twice the body."""
+    size = 80 * MiB
+    piece = b"x" * MiB
+
+    def body() -> Iterator[bytes]:
+        for _ in range(size // MiB):
+            yield piece
+
+    before = _peak_memory(streams)
+    with streams.client() as http:
+        response = http.post("/worker/size", content=body(), headers={"content-length": str(size)})
+    assert response.text == str(size)
+    assert _peak_memory(streams) - before < size * 3 // 2
+
+
 def _peak_memory(server: Server) -> int:
     assert server.proc is not None
     for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
