@@ -6,6 +6,7 @@ objects say through their own routes what their generators did.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -17,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import EXAMPLES, Server, wait_until
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 STREAMS_APP = Path(__file__).resolve().parent / "apps" / "streams"
 MiB = 1024 * 1024
@@ -263,6 +266,34 @@ def test_a_body_read_whole_is_held_once(streams: Server) -> None:
         response = http.post("/worker/size", content=body(), headers={"content-length": str(size)})
     assert response.text == str(size)
     assert _peak_memory(streams) - before < size * 3 // 2
+
+
+def test_standard_websockets_count_against_the_live_object_limit(tmp_path: Path) -> None:
+    """A standard WebSocket pins its object as a stream does: past the limit a new
+    object's upgrade is denied with 503 and Retry-After, not opened past the plan."""
+    project = tmp_path / "streams"
+    shutil.copytree(STREAMS_APP, project)
+    server = Server(project, tmp_path / "data", "--max-live-objects", "2").start()
+    ws = server.url.replace("http://", "ws://", 1)
+
+    async def main() -> None:
+        async with connect(ws + "/named/a/object/ws") as a, connect(ws + "/named/b/object/ws") as b:
+            await a.send("hi")
+            assert await a.recv() == "hi"
+            await b.send("hi")
+            assert await b.recv() == "hi"
+            with pytest.raises(InvalidStatus) as denied:
+                async with connect(ws + "/named/c/object/ws"):
+                    pass
+            assert denied.value.response.status_code == 503
+            assert denied.value.response.headers["retry-after"] == "1"
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+        with server.client() as http:  # both sockets are closed: their objects can go
+            wait_until(lambda: http.get("/named/c/object/stats").status_code == 200)
+    finally:
+        server.kill()
 
 
 def _peak_memory(server: Server) -> int:

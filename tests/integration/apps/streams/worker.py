@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from urllib.parse import urlsplit
 
-from objectd import DurableObject, Response, WorkerEntrypoint, fetch
+from objectd import DurableObject, Response, WebSocketPair, WorkerEntrypoint, fetch
 
 # The worker's own streams, counted in this process: open now, and closed so far.
 WORKER_STREAMS = {"open": 0, "closed": 0}
@@ -27,6 +27,11 @@ class Streamer(DurableObject):
             path = "/" + path.split("/", 3)[3]
         if path == "/object/stream":
             return Response(self.steps(), headers={"content-type": "text/plain"})
+        if path == "/object/ws":  # a standard (not hibernatable) WebSocket: echoes
+            client, server = WebSocketPair()
+            server.accept()
+            server.add_event_listener("message", lambda event: server.send(event.data))
+            return Response(None, status=101, web_socket=client)
         if path == "/object/ticks":  # never ends, never reads the request body
             return Response(self.ticks())
         if path == "/object/raise":
