@@ -6,7 +6,8 @@
   The first event is the board as it is; then one event per change, each with its
   version as ``id:``, so a browser that reconnects sends ``Last-Event-ID`` and gets
   what it missed.  A comment line (``: heartbeat``) every 15 s (``?heartbeat=<s>``)
-  keeps proxies from closing an idle stream.
+  keeps proxies from closing an idle stream (clamped to 0.05–60 s; a value that is
+  not a finite number, or a ``Last-Event-ID`` that is not a version, gets 400).
 * ``POST /api/boards/<board>`` with a text body: the new text of the board.
 * ``GET /api/boards/<board>/stats``: subscribers now, and streams closed so far.
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -33,6 +36,7 @@ from objectd import DurableObject, Request, Response, WorkerEntrypoint
 LOG = 100
 MAX_TEXT = 2000
 HEARTBEAT_S = 15.0
+VERSION = re.compile(r"[0-9]{1,18}")  # an event id: ASCII digits, and not 5,000 of them
 
 
 class Board(DurableObject):
@@ -51,12 +55,15 @@ class Board(DurableObject):
                 return Response(f"at most {MAX_TEXT} characters", status=400)
             return Response.json(await self.change(text))
         if last == "events":
-            query = parse_qs(parts.query)
-            heartbeat = float((query.get("heartbeat") or [HEARTBEAT_S])[0])
+            heartbeat = _heartbeat(parse_qs(parts.query).get("heartbeat"))
+            if heartbeat is None:
+                return Response("heartbeat: a number of seconds", status=400)
             after = request.headers.get("last-event-id")
-            since = int(after) if after and after.isdigit() else None
+            if after is not None and not VERSION.fullmatch(after):
+                return Response("Last-Event-ID: an event's id (a version)", status=400)
+            since = int(after) if after is not None else None
             return Response(
-                self.events(since, min(max(heartbeat, 0.05), 60.0)),
+                self.events(since, heartbeat),
                 headers={
                     "content-type": "text/event-stream",
                     "cache-control": "no-cache",
@@ -102,6 +109,19 @@ class Board(DurableObject):
     def _covers(self, since: int, version: int) -> bool:
         """Every change after ``since`` (up to ``version``) is still in the log."""
         return bool(self.changes) and self.changes[0]["version"] <= since + 1 and since < version
+
+
+def _heartbeat(given: list[str] | None) -> float | None:
+    """The heartbeat interval asked for, clamped to 0.05-60 s; None if it is not a number."""
+    if not given:
+        return HEARTBEAT_S
+    try:
+        seconds = float(given[0])
+    except ValueError:
+        return None
+    if not math.isfinite(seconds):  # nan would disable the heartbeat
+        return None
+    return min(max(seconds, 0.05), 60.0)
 
 
 def _event(version: int, data: dict) -> str:

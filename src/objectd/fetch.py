@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
 from objectd.forms import Blob, FormData, encode_form, parse_form
-from objectd.streams import BodyStream, stream_of
+from objectd.streams import MAX_WHOLE_BYTES, BodyStream, stream_of
 
 __all__ = ["Headers", "HeadersInit", "Request", "Response", "streamed_body"]
 
@@ -260,11 +260,12 @@ class _BodyMixin:
         return Blob([self._body or b""], self._headers.get("content-type") or "")
 
     async def _read_stream(self) -> None:
-        """Read a streamed body whole; from then on it is kept as bytes."""
+        """Read a streamed body whole, at most ``MAX_WHOLE_BYTES``; from then on it is
+        kept as bytes."""
         stream = self._stream
         assert stream is not None
         # The slots are the subclasses' (``Request``, ``Response``), as the readers are.
-        self._body = await stream.read() or None  # type: ignore[misc]
+        self._body = await stream.read(MAX_WHOLE_BYTES) or None  # type: ignore[misc]
         self._stream = None  # type: ignore[misc]
 
     def stream(self) -> BodyStream:

@@ -4,6 +4,9 @@
 ``str`` chunks, an async generator most often.  Such a body is a :class:`BodyStream`:
 read once, chunk by chunk (``async for chunk in response.stream()``), or all at once
 (``await response.bytes()``), after which it is kept as bytes like any whole body.
+Read whole, a stream may hold at most ``MAX_WHOLE_BYTES`` (100 MiB, the limit of a
+request body read whole): past it the read fails with ``DurableObjectRangeError`` and
+the stream is closed, so an endless stream read whole cannot take the process's memory.
 A ``str`` chunk is sent as UTF-8; any other chunk type is refused with the offending
 type when it is produced.  Closing a stream (``aclose()``) closes its source, so an
 async generator's ``finally`` runs: the front closes it when the client goes away.
@@ -16,7 +19,10 @@ from typing import Any
 
 from objectd.errors import DurableObjectRangeError, DurableObjectTypeError
 
-__all__ = ["BodyStream", "stream_of"]
+__all__ = ["MAX_WHOLE_BYTES", "BodyStream", "stream_of"]
+
+# The most of a streamed body read whole (bytes(), text(), json()...): 100 MiB.
+MAX_WHOLE_BYTES = 100 * 1024 * 1024
 
 _USED = (
     "Body has already been used. It can only be used once: read it with "

@@ -6,8 +6,10 @@ objects say through their own routes what their generators did.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import EXAMPLES, Server, wait_until
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 STREAMS_APP = Path(__file__).resolve().parent / "apps" / "streams"
 MiB = 1024 * 1024
@@ -159,6 +163,139 @@ def test_an_upload_past_the_buffered_limit_streams_into_an_object(streams: Serve
     assert refused.status_code == 413
 
 
+def _leave_after_head(server: Server, head: bytes) -> None:
+    """Send ``head`` on a raw connection, read the start of the answer, and leave."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(head)
+        assert raw.recv(200).startswith(b"HTTP/1.1 200")
+
+
+def worker_streams(server: Server) -> dict[str, int]:
+    with server.client() as http:
+        return http.get("/worker/streams").json()
+
+
+def test_a_client_that_leaves_is_noticed_when_the_request_body_was_not_read(
+    streams: Server,
+) -> None:
+    """A PUT announcing 200 MiB that sends none of it, to streams that never read it:
+    the body's reader never finished, so the front used to wait for it before watching
+    the connection, and the generators ran forever after the client left."""
+    for path in ("/object/ticks", "/worker/ticks"):
+        for _ in range(3):
+            _leave_after_head(
+                streams,
+                b"PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n\r\n" % path.encode(),
+            )
+    wait_until(lambda: stats(streams)["closed"] == 3, timeout=10)
+    assert stats(streams)["open"] == 0
+    wait_until(lambda: worker_streams(streams) == {"open": 0, "closed": 3}, timeout=10)
+
+
+def test_a_stream_that_never_awaits_stops_when_its_client_leaves(streams: Server) -> None:
+    """Once disconnected, uvicorn's send() returns without suspending: a generator that
+    never awaits between its rows then held the loop, so every other request waited
+    for the 30 s CPU limit.  Now the stream is closed and the server answers at once
+    (a bounded wait: the client's 10 s timeout is a third of that limit)."""
+    _leave_after_head(streams, b"GET /worker/rows HTTP/1.1\r\nHost: x\r\n\r\n")
+    with httpx.Client(base_url=streams.url, timeout=10.0) as http:
+        assert http.get("/health").text == "ok"
+    wait_until(lambda: worker_streams(streams) == {"open": 0, "closed": 1}, timeout=10)
+    assert "CPU time limit" not in streams.output
+
+
+def test_open_streams_count_against_the_live_object_limit(tmp_path: Path) -> None:
+    """An open stream pins its object, so it cannot be evicted to make room: past
+    ``--max-live-objects`` a new object is refused (503, Retry-After) instead of opening
+    files past the descriptor plan (issue 9 §7: EMFILE on .sqlite files, 500s to other
+    clients); once a stream ends, its object can be evicted and the new one opens."""
+    project = tmp_path / "streams"
+    shutil.copytree(STREAMS_APP, project)
+    server = Server(project, tmp_path / "data", "--max-live-objects", "2").start()
+    try:
+        with (
+            server.client() as a,
+            server.client() as b,
+            a.stream("GET", "/named/a/object/stream") as first,
+        ):
+            lines_a = first.iter_lines()  # kept: a dropped iterator closes the response
+            assert next(lines_a) == "one"
+            with b.stream("GET", "/named/b/object/stream") as second:
+                lines_b = second.iter_lines()
+                assert next(lines_b) == "one"
+                with server.client() as http:
+                    refused = http.get("/named/c/object/stats")
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["retry-after"] == "1"
+                assert "live objects" in refused.text
+        with server.client() as http:  # both streams are closed: their objects can go
+            wait_until(lambda: http.get("/named/c/object/stats").status_code == 200)
+            assert http.get("/named/a/object/stats").json()["closed"] == 1
+    finally:
+        server.kill()
+
+
+def test_outbound_streams_that_fill_the_pool_fail_a_fetch_clearly(streams: Server) -> None:
+    """100 streamed outbound responses held open take every pooled connection; a further
+    fetch() used to wait forever (no pool timeout), freezing every outbound call.  It
+    now fails with an error that says so, within the pool timeout (10 s), and works
+    again once a connection is given back."""
+    with httpx.Client(base_url=streams.url, timeout=60.0) as http:
+        assert http.get("/out/hold?n=100").text == "100"
+        refused = http.get("/out/fetch")
+        assert refused.status_code == 502
+        assert "all 100 outbound connections are in use" in refused.text
+        assert http.get("/out/release").text == "released"
+        assert http.get("/out/fetch").text == "ok"
+
+
+def test_a_body_read_whole_is_held_once(streams: Server) -> None:
+    """Read whole, an 80 MiB upload arriving in many reads was held twice at its end (its
+    chunks, and their join), so the body budget was exceeded by a whole body; now the
+    server's peak memory grows by the body and a small margin, not twice the body."""
+    size = 80 * MiB
+    piece = b"x" * MiB
+
+    def body() -> Iterator[bytes]:
+        for _ in range(size // MiB):
+            yield piece
+
+    before = _peak_memory(streams)
+    with streams.client() as http:
+        response = http.post("/worker/size", content=body(), headers={"content-length": str(size)})
+    assert response.text == str(size)
+    assert _peak_memory(streams) - before < size * 3 // 2
+
+
+def test_standard_websockets_count_against_the_live_object_limit(tmp_path: Path) -> None:
+    """A standard WebSocket pins its object as a stream does: past the limit a new
+    object's upgrade is denied with 503 and Retry-After, not opened past the plan."""
+    project = tmp_path / "streams"
+    shutil.copytree(STREAMS_APP, project)
+    server = Server(project, tmp_path / "data", "--max-live-objects", "2").start()
+    ws = server.url.replace("http://", "ws://", 1)
+
+    async def main() -> None:
+        async with connect(ws + "/named/a/object/ws") as a, connect(ws + "/named/b/object/ws") as b:
+            await a.send("hi")
+            assert await a.recv() == "hi"
+            await b.send("hi")
+            assert await b.recv() == "hi"
+            with pytest.raises(InvalidStatus) as denied:
+                async with connect(ws + "/named/c/object/ws"):
+                    pass
+            assert denied.value.response.status_code == 503
+            assert denied.value.response.headers["retry-after"] == "1"
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+        with server.client() as http:  # both sockets are closed: their objects can go
+            wait_until(lambda: http.get("/named/c/object/stats").status_code == 200)
+    finally:
+        server.kill()
+
+
 def _peak_memory(server: Server) -> int:
     assert server.proc is not None
     for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
@@ -221,3 +358,18 @@ def test_live_example_sends_heartbeats_and_closes_a_gone_subscriber(live: Server
     with live.client() as http:
         assert http.get("/").headers["content-type"].startswith("text/html")
         assert "EventSource" in http.get("/").text
+
+
+def test_live_example_answers_400_to_a_bad_heartbeat_or_last_event_id(live: Server) -> None:
+    """These were a 500 (``float("abc")``; ``int()`` of 5,000 digits, past Python's digit
+    limit), or no heartbeat at all (``nan``)."""
+    with live.client() as http:
+        for query in ("heartbeat=abc", "heartbeat=nan", "heartbeat=inf", "heartbeat=-1e999"):
+            answer = http.get(f"/api/boards/q/events?{query}")
+            assert answer.status_code == 400, (query, answer.text)
+            assert "heartbeat" in answer.text
+        for last in ("9" * 5000, "-1", "1.5", "x"):
+            answer = http.get("/api/boards/q/events", headers={"last-event-id": last})
+            assert answer.status_code == 400, (last[:20], answer.text)
+            assert "Last-Event-ID" in answer.text
+        assert http.get("/api/boards/q/stats").json() == {"subscribers": 0, "closed": 0}

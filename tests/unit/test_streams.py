@@ -106,3 +106,26 @@ def test_a_request_passes_its_stream_on_without_reading_it() -> None:
     assert run(collect(copy.stream())) == [b"a", b"b"]
     with pytest.raises(DurableObjectTypeError, match="already been used"):
         run(original.bytes())
+
+
+def test_reading_a_streamed_body_whole_is_bounded_like_a_request_body() -> None:
+    """``await response.text()`` of an endless stream (an outbound fetch() of an event
+    stream) used to grow without bound; past 100 MiB it is refused and the source closed.
+    Every chunk is the same 1 MiB object, so the test itself holds 1 MiB."""
+    mib = b"x" * (1 << 20)
+    log: list[str] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield mib
+        finally:
+            log.append("closed")
+
+    for read in ("text", "bytes", "json", "blob"):
+        log.clear()
+        with pytest.raises(DurableObjectRangeError, match="more than 104857600 bytes"):
+            run(getattr(Response(endless()), read)())
+        assert log == ["closed"]
+    exact = Response(chunks(*[mib] * 100))  # 100 MiB exactly is read
+    assert len(run(exact.bytes())) == 100 << 20

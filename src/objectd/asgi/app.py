@@ -35,10 +35,11 @@ from objectd.asgi.reload import expect_code_updates, on_code_update
 from objectd.asgi.request_body import IncomingBody
 from objectd.asgi.streaming import send_streamed
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
-from objectd.errors import DurableObjectError, ObjectResetError
+from objectd.errors import DurableObjectError, ObjectResetError, OverloadedError
 from objectd.fetch import Headers, Request, Response, streamed_body
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
+from objectd.runtime.lifecycle import LIVE_LIMIT_MESSAGE
 from objectd.runtime.loader import describe_load_error
 from objectd.runtime.metrics import NO_METRICS
 from objectd.runtime.project import Project
@@ -369,6 +370,10 @@ class ObjectdApp:
             if incoming is not None and incoming.lost:  # nobody to answer: not the worker's bug
                 log.info("objectd: the client went away during its upload: %s", exc)
                 return
+            busy = _live_limit_answer(exc)
+            if busy is not None:
+                await _send_plain(send, 503, busy, _BUSY_HEADERS)
+                return
             await _send_plain(send, 500, self._uncaught(exc), _ERROR_HEADERS)
             return
         if incoming is not None:
@@ -467,6 +472,10 @@ async def serve_upgrade(
         link = relay(socket, connection) if socket is not None else None
         denial = await response.bytes() if link is None else b""  # a stream, read whole
     except Exception as exc:
+        busy = _live_limit_answer(exc)
+        if busy is not None:
+            await _deny(scope, send, 503, busy, _BUSY_HEADERS)
+            return
         await _deny(scope, send, 500, uncaught(exc), _ERROR_HEADERS)
         return
     if link is None:
@@ -483,6 +492,16 @@ async def serve_upgrade(
         await connection.run(receive, link)
     finally:
         counts.websockets_open -= 1
+
+
+def _live_limit_answer(exc: Exception) -> bytes | None:
+    """The 503 body for an activation refused at ``--max-live-objects`` that the worker
+    did not catch (runtime.lifecycle): a platform limit, as a full body buffer is, to be
+    retried; None for any other exception."""
+    if not isinstance(exc, OverloadedError) or exc.message != LIVE_LIMIT_MESSAGE:
+        return None
+    log.info("objectd: %s", exc)
+    return f"Service Unavailable: {exc.message}\n".encode()
 
 
 def _scan_headers(scope: Scope) -> tuple[str | None, int]:

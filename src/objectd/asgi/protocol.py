@@ -36,7 +36,10 @@ subclass adds, per connection:
 - **streamed responses** (``asgi.streaming``): the ``objectd.abort`` scope extension
   ends a connection whose stream failed, without the closing chunk and without uvicorn
   logging it again; a graceful shutdown ends the streams in progress at once, as lost
-  connections, instead of waiting its 30 s for responses that may never end.
+  connections, instead of waiting its 30 s for responses that may never end.  The
+  ``objectd.disconnected`` scope extension (an ``asyncio.Event``) is set once the
+  connection is gone, so a stream sees its client leave even while ``receive()`` is
+  kept for a request body nobody read.
 
 Everything else is uvicorn's.  (The HTTP version is checked by the app, whose scope
 already has it: here it would cost a second ``get_http_version`` per request.)  The
@@ -60,7 +63,7 @@ from uvicorn.server import ServerState
 from objectd.asgi import logs
 from objectd.asgi.host import check_host
 from objectd.asgi.limits import ByteBudget, FrontLimits
-from objectd.asgi.streaming import ABORT_EXTENSION, STREAMING
+from objectd.asgi.streaming import ABORT_EXTENSION, DISCONNECTED_EXTENSION, STREAMING
 
 __all__ = ["HttpProtocol", "ServerConfig"]
 
@@ -164,6 +167,9 @@ class HttpProtocol(HttpToolsProtocol):
         self._in_body = False
         self._body_at = 0.0
         self._body_timer: TimerHandle | None = None
+        # Set once the connection is gone (lost, aborted, or cut by the body timeout):
+        # the app sees it as the ``objectd.disconnected`` scope extension.
+        self._gone = asyncio.Event()
 
     # -- connection ----------------------------------------------------------------------
 
@@ -180,6 +186,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._gone.set()
         self._cancel_head_timer()
         if self._body_timer is not None:
             self._body_timer.cancel()
@@ -231,9 +238,13 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         # A streamed response that fails must end its connection without the closing
         # chunk, and without uvicorn's second log of it (asgi.streaming).
+        # Its end is also told through the connection, not receive(): receive() is the
+        # request body's while a reader may still take it (asgi.request_body).
         cycle = self.cycle
+        gone = self._gone
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
-        extensions[ABORT_EXTENSION] = lambda: _abort(cycle)
+        extensions[ABORT_EXTENSION] = lambda: _abort(cycle, gone)
+        extensions[DISCONNECTED_EXTENSION] = gone
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0  # the next bytes begin the next head
@@ -245,7 +256,7 @@ class HttpProtocol(HttpToolsProtocol):
         connection (``asgi.streaming``); anything else is left to finish, as uvicorn does."""
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and cycle.scope.get(STREAMING):
-            _abort(cycle)
+            _abort(cycle, self._gone)
             return
         super().shutdown()
 
@@ -324,9 +335,7 @@ class HttpProtocol(HttpToolsProtocol):
             self.transport.write(self._response(408, b"Request Timeout"))
         # As for a lost connection: the app's receive() says http.disconnect, its sends
         # are dropped.
-        cycle.disconnected = True
-        cycle.message_event.set()
-        self.transport.close()
+        _abort(cycle, self._gone)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -361,8 +370,12 @@ class HttpProtocol(HttpToolsProtocol):
         return b"".join(content)
 
 
-def _abort(cycle: Any) -> None:
-    """End ``cycle``'s connection now, as a lost one: its receive() says disconnect."""
+def _abort(cycle: Any, gone: asyncio.Event) -> None:
+    """End ``cycle``'s connection now, as a lost one: its receive() says disconnect.
+
+    ``gone`` is set at once: a client that does not read keeps the transport's buffer
+    full, and its close (so ``connection_lost``) waits for that buffer to drain."""
+    gone.set()
     cycle.disconnected = True
     cycle.message_event.set()
     cycle.transport.close()

@@ -21,6 +21,7 @@ source of the request's streamed body, read only when the worker asks:
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -110,7 +111,10 @@ class IncomingBody:
         """The whole body, within the buffered limits (see the module docstring)."""
         if self.announced is not None and self.announced > self._limit:
             raise self._refuse(_TOO_LARGE, f"more than {self._limit} bytes announced")
-        parts: list[bytes] = []
+        # Each chunk is copied in as it comes, and getvalue() hands over the buffer itself
+        # (CPython's BytesIO does not copy it when nothing else refers to it): the body is
+        # held once, where a list of chunks and their join held it twice at the end.
+        whole = io.BytesIO()
         size = 0
         async for chunk in self:
             size += len(chunk)
@@ -119,8 +123,8 @@ class IncomingBody:
             if not self._reserve(len(chunk)):
                 raise self._refuse(_BUSY, "the server's body buffer is full")
             self.reserved += len(chunk)
-            parts.append(chunk)
-        return b"".join(parts)
+            whole.write(chunk)
+        return whole.getvalue()
 
     def _refuse(self, answer: tuple[int, bytes], why: str) -> Exception:
         self.refused = answer

@@ -16,6 +16,13 @@ generators are closed), rather than waiting up to its timeout for them: an
 objectd's own HTTP protocol the connection is ended through the ``objectd.abort``
 scope extension (``asgi.protocol``); in another ASGI server the exception is left to
 the server, which closes the connection and logs it.
+
+The client's leaving is seen through the connection, not only through ``receive()``:
+while a request body nobody read is still announced, ``receive()`` belongs to that
+body's reader and says nothing of the connection (a PUT announcing 200 MiB that sent
+none of it, then closed, left its stream running forever).  objectd's protocol offers
+the ``objectd.disconnected`` scope extension, an ``asyncio.Event`` set when the
+connection is gone; another ASGI server is watched through ``receive()`` alone.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any
 from objectd.report import format_report
 from objectd.streams import BodyStream
 
-__all__ = ["ABORT_EXTENSION", "STREAMING", "send_streamed"]
+__all__ = ["ABORT_EXTENSION", "DISCONNECTED_EXTENSION", "STREAMING", "send_streamed"]
 
 log = logging.getLogger("objectd")
 
@@ -39,6 +46,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 # The scope extension objectd's HTTP protocol offers: end the connection at once.
 ABORT_EXTENSION = "objectd.abort"
+# The scope extension objectd's HTTP protocol offers: an asyncio.Event set once the
+# connection is gone (lost, or ended by the server).
+DISCONNECTED_EXTENSION = "objectd.disconnected"
 # Set in the scope while a streamed body is being sent: a graceful shutdown ends such a
 # response at once (it may last forever, as Server-Sent Events do) instead of waiting.
 STREAMING = "objectd.streaming"
@@ -63,14 +73,17 @@ async def send_streamed(
             await send({"type": "http.response.body", "body": b""})
             return
         scope[STREAMING] = True
-        pump = asyncio.ensure_future(_pump(send, stream))
-        watch = asyncio.ensure_future(_watch(receive))
+        gone: asyncio.Event | None = scope.get("extensions", {}).get(DISCONNECTED_EXTENSION)
+        pump = asyncio.ensure_future(_pump(send, stream, gone))
+        tasks: list[asyncio.Future[Any]] = [pump, asyncio.ensure_future(_watch(receive))]
+        if gone is not None:
+            tasks.append(asyncio.ensure_future(gone.wait()))
         try:
-            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:  # both tasks are ours: neither outlives this call
-            for task in (pump, watch):
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # the tasks are ours: none outlives this call
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         if not pump.cancelled() and pump.exception() is not None:
             error = pump.exception()
             assert error is not None
@@ -85,14 +98,24 @@ async def send_streamed(
             await stream.aclose()
 
 
-async def _pump(send: Send, stream: BodyStream) -> None:
+async def _pump(send: Send, stream: BodyStream, gone: asyncio.Event | None) -> None:
+    """Send each chunk; stop as soon as the connection is gone.
+
+    A disconnected connection's send() returns without suspending, and so does a
+    connected one whose transport keeps up: a generator that never awaits would then
+    hold the loop (every other request, and the watch that would stop it).  So the
+    loop gets a turn after each chunk, and ``gone`` is checked after each send."""
     async for chunk in stream:
         if chunk:  # an empty chunk would read as the end of a chunked body
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if gone is not None and gone.is_set():
+                return
+        await asyncio.sleep(0)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _watch(receive: Receive) -> None:
-    """Return when the client has gone away (the request body was read before)."""
+    """Return when ``receive()`` says the client has gone away (once a request body
+    still arriving was read, if ``receive`` waits for that)."""
     while (await receive())["type"] != "http.disconnect":
         pass

@@ -24,7 +24,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from objectd.errors import (
     DurableObjectAbort,
@@ -37,6 +37,7 @@ from objectd.report import object_label
 from objectd.runtime.committer import Batch
 from objectd.runtime.exits import exit_error, from_signal, stray_cancel_error
 from objectd.runtime.gates import InputGate, in_critical_section
+from objectd.runtime.lifecycle import LIVE_LIMIT_MESSAGE
 from objectd.runtime.metrics import ResetCause
 from objectd.runtime.phase import HAS_FILE, HostPhase, advance
 from objectd.runtime.state import DurableObjectState
@@ -253,12 +254,29 @@ class ObjectHost:
                 if closing.get(self.id) is pending:
                     del closing[self.id]
                 continue
+            lifecycle = self.object_class.lifecycle
+            if lifecycle is not None and not lifecycle.admit():
+                self._refuse_activation()
             if self.object_class.committer.events_in_flight > 1:
                 self._open_in_thread()
                 continue
-            db = self._open_database()
+            try:
+                db = self._open_database()
+            finally:
+                if lifecycle is not None:
+                    lifecycle.admitted()
             self._advance(HostPhase.OPEN)
             self._database_opened(db)
+
+    def _refuse_activation(self) -> NoReturn:
+        """Every live object is pinned at ``max_live_objects``: this one is not opened
+        (runtime.lifecycle).  A host nothing else waits on leaves the table, so refused
+        ids do not pile up there; the next event of the id gets a fresh one."""
+        oc = self.object_class
+        oc.counts.overloads += 1
+        if len(self._events) <= 1 and self.websockets is None and oc.hosts.get(self.id) is self:
+            del oc.hosts[self.id]
+        raise OverloadedError(LIVE_LIMIT_MESSAGE, retryable=True)
 
     def _open_database(self) -> ObjectDatabase:
         oc = self.object_class
@@ -292,6 +310,8 @@ class ObjectHost:
         opening.add_done_callback(self._opened)
 
     def _opened(self, opening: asyncio.Future[ObjectDatabase]) -> None:
+        if self.object_class.lifecycle is not None:
+            self.object_class.lifecycle.admitted()
         ready, self._ready = self._ready, None
         assert ready is not None
         error = None if opening.cancelled() else opening.exception()

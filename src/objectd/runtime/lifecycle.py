@@ -7,6 +7,13 @@ recently used idle ones are evicted at once, so memory stays bounded however man
 objects are touched.  Eviction closes the object's file; storage is untouched and
 the next event constructs the object again.  Scans stop at the first recently
 touched host, so a reap costs what it evicts, not the number of live objects.
+
+``max_live_objects`` is a hard limit on open files: every live object counts, pinned
+ones too (an open streamed response, a standard WebSocket, work in progress), since the
+descriptor plan (``asgi.limits``) gives objects exactly that many files.  An object is
+opened only once :meth:`Lifecycle.admit` found room, evicting idle ones if it must;
+when every live object is pinned, the activation is refused (``OverloadedError``,
+retryable: the front answers 503 with Retry-After) rather than opened past the plan.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ from objectd.runtime.settings import RuntimeSettings
 if TYPE_CHECKING:
     from objectd.runtime.host import ObjectHost
 
-__all__ = ["Lifecycle"]
+__all__ = ["LIVE_LIMIT_MESSAGE", "Lifecycle"]
+
+LIVE_LIMIT_MESSAGE = (
+    "Durable Object is overloaded: the server has its limit of live objects open "
+    "(--max-live-objects), each held by a stream, a WebSocket or work in progress; "
+    "retry later."
+)
 
 log = logging.getLogger("objectd.runtime")
 
@@ -33,6 +46,9 @@ class Lifecycle:
         self._live: OrderedDict[ObjectHost, None] = OrderedDict()
         self.evictions = 0
         self._last_trim = 0.0
+        self._opening = 0  # admitted opens not finished yet: they count against the limit
+        self.refusals = 0  # activations refused: every live object was pinned
+        self._refusal_logged_at = float("-inf")
 
     @property
     def live_count(self) -> int:
@@ -48,6 +64,46 @@ class Lifecycle:
         self._live.move_to_end(host)
         if len(self._live) > self.settings.max_live_objects:
             self._enforce_cap()
+
+    def admit(self) -> bool:
+        """Room for one more open file: evict idle objects if the limit is reached.
+
+        True reserves the room until :meth:`admitted`; False: every live object is
+        pinned (the caller refuses the activation)."""
+        limit = self.settings.max_live_objects
+        excess = len(self._live) + self._opening - limit + 1
+        if excess > 0:
+            evicted = 0
+            # Pinned objects drift to the front of the LRU order: look at all of them.
+            for host in list(self._live):
+                if evicted >= excess:
+                    break
+                if host.can_evict():
+                    host.evict()
+                    evicted += 1
+            self._evicted(evicted)
+            if evicted < excess:
+                self._refused()
+                return False
+        self._opening += 1
+        return True
+
+    def _refused(self) -> None:
+        """Count a refusal; tell the operator at most once every 10 s."""
+        self.refusals += 1
+        now = self.settings.clock.monotonic()
+        if now - self._refusal_logged_at >= 10.0:
+            self._refusal_logged_at = now
+            log.warning(
+                "objectd: %d activation(s) refused so far: %d live objects, the limit "
+                "(--max-live-objects), are all held by streams, WebSockets or work",
+                self.refusals,
+                len(self._live),
+            )
+
+    def admitted(self) -> None:
+        """An admitted open has ended (its host is live now, or the open failed)."""
+        self._opening -= 1
 
     def forget(self, host: ObjectHost) -> None:
         self._live.pop(host, None)

@@ -9,6 +9,14 @@ whole), and a request body may be streamed too (``body=`` an async iterable).
 
 A response body nobody reads would keep its pooled connection forever; when its
 ``Response`` is dropped unread, the connection is closed (``_ReplyBody.__del__``).
+
+The pool holds ``MAX_CONNECTIONS`` connections for the whole process (httpx's default),
+and a streamed response holds its connection until its body ends or is closed.  A
+``fetch()`` that finds them all in use waits at most ``POOL_TIMEOUT_S`` for one, then
+fails with an ``OverloadedError`` that says so (without the bound, 100 open streams
+froze every later ``fetch()`` for good); connecting waits at most
+``CONNECT_TIMEOUT_S``.  Reads and writes have no timeout: a stream may be quiet for
+as long as it likes (Server-Sent Events).
 """
 
 from __future__ import annotations
@@ -20,11 +28,25 @@ from typing import Any
 
 import httpx
 
+from objectd.errors import OverloadedError
 from objectd.fetch import Request, Response, streamed_body
 from objectd.runtime.host import current_host
 from objectd.streams import BodyStream
 
-__all__ = ["close_client", "fetch"]
+__all__ = ["CONNECT_TIMEOUT_S", "MAX_CONNECTIONS", "POOL_TIMEOUT_S", "close_client", "fetch"]
+
+# Outbound connections open at once, all fetch() calls of the process (httpx's default),
+# and how many idle ones are kept for reuse.
+MAX_CONNECTIONS = 100
+MAX_KEEPALIVE_CONNECTIONS = 20
+# How long a fetch() waits for a pooled connection to come free, and to connect.
+POOL_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 30.0
+_POOL_FULL = (
+    f"fetch(): all {MAX_CONNECTIONS} outbound connections are in use (each streamed "
+    f"response not yet read to its end or closed holds one) and none came free within "
+    f"{POOL_TIMEOUT_S:g} s"
+)
 
 _client: httpx.AsyncClient | None = None
 # Closing the connections of replies dropped unread: owned here, awaited by close_client.
@@ -35,7 +57,14 @@ _NO_BODY_STATUSES = frozenset({101, 204, 205, 304})
 def _get_client() -> httpx.AsyncClient:
     global _client
     if _client is None:
-        _client = httpx.AsyncClient(follow_redirects=True, timeout=None)
+        _client = httpx.AsyncClient(
+            follow_redirects=True,
+            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S, pool=POOL_TIMEOUT_S),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS,
+                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
+            ),
+        )
     return _client
 
 
@@ -60,7 +89,10 @@ async def fetch(
         headers=list(request.headers.items()),
         content=stream if stream is not None else request.body,
     )
-    reply = await client.send(outgoing, stream=True)
+    try:
+        reply = await client.send(outgoing, stream=True)
+    except httpx.PoolTimeout:
+        raise OverloadedError(_POOL_FULL, retryable=True) from None
     headers = [(k, v) for k, v in reply.headers.multi_items() if k.lower() != "content-encoding"]
     if reply.status_code in _NO_BODY_STATUSES or request.method == "HEAD":
         await reply.aclose()

@@ -9,7 +9,8 @@ is handed over only once every write the object made before producing it is dura
 as a whole response is.
 
 The caller pulls: the next chunk is produced only when the previous one was taken, so
-a slow client slows the generator down instead of filling a queue (there is none).
+a slow client slows the generator down instead of filling a queue (there is none: what
+waits is what the connection's transport holds and the one chunk produced next).
 While the stream is open the object is not evicted (a long-lived stream keeps its
 object live, as a standard WebSocket does); it is released when the stream ends, fails,
 or is closed because the client went away: the chunk being produced is cancelled and
