@@ -120,7 +120,10 @@ class ObjectHost:
             raise OverloadedError("Durable Object is overloaded. Too many requests queued.")
         counts.events += 1
         event = _Event()
-        event.reset_error = self.object_class.retired  # fails when it starts, if set
+        # Fails when it starts, if set: the code was updated, or the project closed.
+        event.reset_error = self.object_class.retired
+        if self.object_class.closed:
+            event.reset_error = self.object_class.closed_error()
         task = asyncio.get_running_loop().create_task(self._run_event(event, call, after))
         event.task = task
         self._events.add(event)  # registered before it starts, so a reset reaches it
