@@ -203,7 +203,7 @@ class Project:
             settings = dataclasses.replace(settings, delete_all_deletes_alarm=deletes_alarm)
         lifecycle = Lifecycle(settings)
         root = data_lock.data_root(config, data_dir)
-        module = load_module(config.main)
+        module = load_module(config.main, project_folders=[config.root])
         if config.crons and find_scheduled(module) is None:  # refused before any migration
             raise ConfigError(
                 f"{config.config_path}: triggers.crons: the worker has no scheduled handler; "

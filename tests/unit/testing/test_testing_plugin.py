@@ -226,3 +226,34 @@ def test_a_call_left_hanging_does_not_hang_the_teardown(pytester: pytest.Pyteste
         ini="objectd_project = app\ntimeout = 20",
     )
     result.assert_outcomes(passed=2)
+
+
+def test_167_sibling_modules_are_fresh_in_each_test_and_each_project(
+    pytester: pytest.Pytester,
+) -> None:
+    """The worker's ``import helper`` imports the project's own helper.py again for each
+    test: module state does not leak from one test to the next, and a second project
+    with a helper.py of its own gets that one, not the first project's."""
+    for name in ("first", "second"):
+        folder = make_project(pytester.path, name)
+        (folder / "helper.py").write_text(f"WHO = {name!r}\nCALLS = []\n")
+        with (folder / "worker.py").open("a") as worker:
+            worker.write(
+                "\nimport helper\n\ndef on_fetch(request):\n"
+                "    helper.CALLS.append(1)\n"
+                "    return Response(f'{helper.WHO} {len(helper.CALLS)}')\n"
+            )
+            worker.write("\ndel Default\n")
+    test = """
+        import pytest
+
+        @pytest.mark.parametrize("project", ["first", "first", "second", "first"])
+        def test_helper(project, request):
+            request.applymarker(pytest.mark.objectd(project=project))
+            run = request.getfixturevalue("objectd_run")
+            client = request.getfixturevalue("objectd_self")
+            response = run(client.fetch, "https://x/")
+            assert run(response.text()) == f"{project} 1"
+        """
+    result = run(pytester, test)
+    result.assert_outcomes(passed=4)
