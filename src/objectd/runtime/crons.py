@@ -14,6 +14,9 @@ matches it, with ``controller.scheduledTime`` that minute in epoch milliseconds.
   expression is still going is skipped, with a warning; the minute after runs as usual.
 * A run that raises is logged once, with its report (``objectd.report``); it is not
   retried, and the next minute runs as usual.
+* A run has a wall-time limit on the clock (``timeout_s``; Cloudflare's, 15 minutes, by
+  default, ``RuntimeSettings.scheduled_timeout_s``): past it the run is cancelled and
+  logged as a failure, so a ``scheduled()`` that hangs does not stop its cron for good.
 
 Runs belong to the scheduler: :meth:`CronScheduler.stop` lets them finish for a grace
 period, then cancels the rest.
@@ -31,11 +34,12 @@ from objectd.cron import CronExpression
 from objectd.report import format_report
 from objectd.runtime.clock import Clock
 
-__all__ = ["MAX_RUNNING_PER_CRON", "CronScheduler"]
+__all__ = ["DEFAULT_TIMEOUT_S", "MAX_RUNNING_PER_CRON", "CronScheduler"]
 
 log = logging.getLogger("objectd.crons")
 
 MAX_RUNNING_PER_CRON = 1  # runs of one expression in flight; later minutes are skipped
+DEFAULT_TIMEOUT_S = 15 * 60.0  # one run's wall time: Cloudflare's Cron Trigger duration limit
 # The longest single sleep: a wall clock moved forward is noticed within a minute.
 _MAX_SLEEP_S = 60.0
 
@@ -46,10 +50,18 @@ Runner = Callable[[str, int], Awaitable[Any]]
 class CronScheduler:
     """Runs ``run(cron, scheduled_time_ms)`` on each minute one of ``crons`` matches."""
 
-    def __init__(self, crons: Sequence[str], run: Runner, clock: Clock) -> None:
+    def __init__(
+        self,
+        crons: Sequence[str],
+        run: Runner,
+        clock: Clock,
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self._crons = [CronExpression(text) for text in crons]  # checked by config already
         self._run = run
         self._clock = clock
+        self._timeout_s = timeout_s  # one run's wall time on the clock; None: no limit
         self._task: asyncio.Task[None] | None = None
         self._running: dict[str, tuple[asyncio.Task[None], datetime]] = {}
         # Counts, for tests and logs: runs started, minutes skipped, runs that raised.
@@ -113,7 +125,25 @@ class CronScheduler:
     async def _invoke(self, text: str, when: datetime) -> None:
         self.runs += 1
         try:
-            await self._run(text, int(when.timestamp() * 1000))
+            async with self._clock.timeout(self._timeout_s) as limit:
+                await self._run(text, int(when.timestamp() * 1000))
+        except TimeoutError as exc:
+            self.failures += 1
+            if limit.expired():
+                log.error(
+                    "objectd: scheduled() (cron %r, %s) was cancelled: it ran past its "
+                    "wall-time limit of %g s",
+                    text,
+                    _shown(when),
+                    self._timeout_s,
+                )
+            else:  # the handler's own TimeoutError
+                log.error(
+                    "objectd: scheduled() failed (cron %r, %s)\n%s",
+                    text,
+                    _shown(when),
+                    format_report(exc).rstrip("\n"),
+                )
         except Exception as exc:
             self.failures += 1
             log.error(

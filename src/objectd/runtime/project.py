@@ -273,7 +273,12 @@ class Project:
         if self.alarms is not None:
             self.alarms.start()
         if self.config.crons:
-            self.crons = CronScheduler(self.config.crons, self.scheduled, self.settings.clock)
+            self.crons = CronScheduler(
+                self.config.crons,
+                self.scheduled,
+                self.settings.clock,
+                timeout_s=self.settings.scheduled_timeout_s,
+            )
             self.crons.start()
         if self.spares is not None:
             spares = self.spares

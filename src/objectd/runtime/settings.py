@@ -29,6 +29,9 @@ class RuntimeSettings:
     cpu_limit_s: float = 30.0
     # Wall time of one alarm() invocation (Cloudflare: 15 minutes).
     alarm_timeout_s: float = 15 * 60.0
+    # Wall time of one scheduled() run of a cron trigger (Cloudflare: 15 minutes, the
+    # "Duration" limit of Cron Triggers in its Workers limits); past it, it is cancelled.
+    scheduled_timeout_s: float = 15 * 60.0
     # A storage commit or output-gate wait longer than this resets the object (30 s).
     output_gate_timeout_s: float = 30.0
     # blockConcurrencyWhile() longer than this resets the object (30 s).
