@@ -19,7 +19,7 @@ matches it, with ``controller.scheduledTime`` that minute in epoch milliseconds.
   logged as a failure, so a ``scheduled()`` that hangs does not stop its cron for good.
 
 Runs belong to the scheduler: :meth:`CronScheduler.stop` lets them finish for a grace
-period, then cancels the rest.
+period, then cancels the rest, and abandons (logged) one that ignores its cancellation.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 
 from objectd.cron import CronExpression
 from objectd.report import format_report
+from objectd.runtime.abandon import abandon
 from objectd.runtime.clock import Clock
 
 __all__ = ["DEFAULT_TIMEOUT_S", "MAX_RUNNING_PER_CRON", "CronScheduler"]
@@ -72,20 +73,39 @@ class CronScheduler:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="objectd-crons")
 
-    async def stop(self, grace_s: float) -> None:
-        """Start no more runs; wait up to ``grace_s`` for those in flight, cancel the rest."""
+    async def stop(self, grace_s: float, *, cancel_wait_s: float = 5.0) -> None:
+        """Start no more runs; wait up to ``grace_s`` for those in flight, cancel the rest.
+
+        A cancelled run gets ``cancel_wait_s`` to end; one that swallows its cancellation
+        and goes on is logged and abandoned, so that shutdown does not hang on it.
+        Both waits are real time: they bound a shutdown, not a run.
+        """
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        runs = [task for task, _ in self._running.values()]
-        if runs:
-            _, late = await asyncio.wait(runs, timeout=grace_s)
-            for task in late:
-                log.warning("objectd: cancelling a scheduled() run still going at shutdown")
-                task.cancel()
-            await asyncio.gather(*runs, return_exceptions=True)
+        runs = {task: when for task, when in self._running.values()}
         self._running.clear()
+        if not runs:
+            return
+        late: set[asyncio.Task[None]] = set(runs)
+        if grace_s > 0:
+            _, late = await asyncio.wait(runs, timeout=grace_s)
+        for task in late:
+            if grace_s > 0:
+                log.warning("objectd: cancelling a scheduled() run still going at shutdown")
+            task.cancel()
+        if late:
+            _, stuck = await asyncio.wait(late, timeout=cancel_wait_s)
+            abandon(stuck)
+            for task in stuck:
+                cron = task.get_name().removeprefix("objectd-cron ")
+                log.error(
+                    "objectd: abandoning a scheduled() run that ignored its cancellation "
+                    "(cron %r, %s): it must not catch CancelledError without re-raising it",
+                    cron,
+                    _shown(runs[task]),
+                )
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)

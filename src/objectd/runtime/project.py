@@ -24,6 +24,7 @@ from objectd.errors import ConfigError
 from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
 from objectd.runtime import data_lock
+from objectd.runtime.abandon import abandon
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
 from objectd.runtime.crons import CronScheduler
@@ -369,13 +370,17 @@ class Project:
                 raise
             log.error("a wait_until() task of the worker failed: %s", failure, exc_info=exc)
 
-    async def close(self) -> None:
+    async def close(self, *, grace_s: float = BACKGROUND_GRACE_S) -> None:
         """Finish background work, commit and sync everything, close every file.
 
+        Running ``scheduled()`` runs and ``wait_until()`` tasks get ``grace_s`` (real
+        time) to finish, then are cancelled; one that ignores its cancellation is
+        abandoned after ``settings.cancel_wait_s``, logged, so that
+        shutdown does not hang on it (the test kit passes 0: it cancels them at once).
         The CPU watchdog runs until the end: handlers still run while work finishes.
         """
         if self.crons is not None:  # no new scheduled() runs; those running may finish
-            await self.crons.stop(BACKGROUND_GRACE_S)
+            await self.crons.stop(grace_s, cancel_wait_s=self.settings.cancel_wait_s)
         if self.alarms is not None:
             await self.alarms.stop()  # no new alarm() runs while objects close
         for task in self._services:
@@ -384,11 +389,24 @@ class Project:
         self._services.clear()
         if self._background:
             # wait_until() work gets a grace period; shutdown must not hang on it.
-            _, late = await asyncio.wait(self._background, timeout=BACKGROUND_GRACE_S)
+            background = set(self._background)
+            late = background
+            if grace_s > 0:
+                _, late = await asyncio.wait(background, timeout=grace_s)
             for task in late:
-                log.warning("objectd: cancelling a wait_until() task still running at shutdown")
+                if grace_s > 0:
+                    log.warning("objectd: cancelling a wait_until() task still running at shutdown")
                 task.cancel()
-            await asyncio.gather(*self._background, return_exceptions=True)
+            if late:
+                _, stuck = await asyncio.wait(late, timeout=self.settings.cancel_wait_s)
+                if stuck:
+                    abandon(stuck)
+                    log.error(
+                        "objectd: abandoning %d wait_until() task(s) that ignored their "
+                        "cancellation: a task must not catch CancelledError without "
+                        "re-raising it",
+                        len(stuck),
+                    )
         for object_class in self.classes.values():
             await object_class.close()
         await self.committer.close()

@@ -36,6 +36,10 @@ class RuntimeSettings:
     output_gate_timeout_s: float = 30.0
     # blockConcurrencyWhile() longer than this resets the object (30 s).
     critical_section_timeout_s: float = 30.0
+    # At shutdown, how long (real time) a cancelled task of user code (scheduled(),
+    # wait_until(), an object's event after its reset) may take to end; one that swallows
+    # its cancellation is then abandoned, logged, so that the shutdown does not hang.
+    cancel_wait_s: float = 5.0
     # deleteAll() also deletes the alarm: compatibility_date 2026-02-24 or later, or the
     # flag delete_all_deletes_alarm; earlier dates (or delete_all_preserves_alarm) keep it.
     delete_all_deletes_alarm: bool = True

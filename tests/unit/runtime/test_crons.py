@@ -199,3 +199,45 @@ def test_the_default_run_limit_is_cloudflares_15_minutes() -> None:
     from objectd.runtime.settings import RuntimeSettings
 
     assert RuntimeSettings().scheduled_timeout_s == 15 * 60.0
+
+
+class Stubborn:
+    """A scheduled() that swallows every cancellation until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.cancels = 0
+
+    async def __call__(self, cron: str, scheduled_time: int) -> None:
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancels += 1
+
+
+def test_stop_abandons_a_run_that_swallows_its_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cancelling a run that catches CancelledError and goes on does not end it: stop()
+    waits for it a bounded time after the cancel, logs it, and returns, so the server
+    still stops."""
+
+    async def main() -> int:
+        clock, runner = FakeClock(START), Stubborn()
+        scheduler = CronScheduler(["* * * * *"], runner, clock)
+        scheduler.start()
+        await clock.advance(0)  # the loop reads the clock and sleeps
+        await clock.advance(60)
+        await asyncio.wait_for(scheduler.stop(grace_s=0, cancel_wait_s=0.05), timeout=10)
+        cancels = runner.cancels
+        runner.release.set()  # let the abandoned run end, so the loop closes cleanly
+        await asyncio.sleep(0)
+        return cancels
+
+    with caplog.at_level(logging.WARNING, logger="objectd.crons"):
+        assert asyncio.run(main()) == 1
+    assert (
+        "objectd: abandoning a scheduled() run that ignored its cancellation "
+        "(cron '* * * * *', 2027-01-15 08:01 UTC)" in caplog.text
+    )
