@@ -65,7 +65,9 @@ class KitRuntime:
     async def close(self) -> None:
         """Stop the runtime at the end of the test.  Work the test left running (a call
         never awaited that waits forever) would hold the shutdown up: the objects still
-        at work are reset first, as a deploy would, so a teardown never hangs."""
+        at work are reset first, as a deploy would, and ``scheduled()`` runs and
+        ``wait_until()`` tasks are cancelled at once (no grace period in real time), so a
+        teardown never hangs."""
         project, self.project = self.project, None
         if project is None:
             return
@@ -75,7 +77,7 @@ class KitRuntime:
             for host in list(object_class.hosts.values()):
                 if host.busy:
                     host.reset(ended)
-        await project.close()
+        await project.close(grace_s=0)
 
     def _loaded(self) -> Project:
         if self.project is None:

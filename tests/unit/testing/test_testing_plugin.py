@@ -257,3 +257,61 @@ def test_167_sibling_modules_are_fresh_in_each_test_and_each_project(
         """
     result = run(pytester, test)
     result.assert_outcomes(passed=4)
+
+
+HANGING = """
+import asyncio
+
+from objectd import Response, WorkerEntrypoint
+
+
+async def stubborn():
+    while True:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # swallowed: the kit must abandon it, not wait for it
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        if request.url.endswith("/stubborn"):
+            self.ctx.wait_until(stubborn())
+        else:
+            self.ctx.wait_until(asyncio.Event().wait())
+        return Response("ok")
+
+    async def scheduled(self, controller, env, ctx):
+        await asyncio.Event().wait()
+"""
+
+
+def test_teardown_cancels_hanging_scheduled_runs_and_wait_until_tasks_at_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test that leaves a scheduled() run and a wait_until() task hanging ends at once:
+    the kit's teardown cancels them rather than giving them a grace period in real time
+    (10 s, past this session's 5 s timeout); one that swallows its cancellation is
+    abandoned after a bounded wait (under the 20 s timeout)."""
+    folder = pytester.path / "app"
+    folder.mkdir()
+    (folder / "wrangler.toml").write_text(
+        'name = "app"\nmain = "worker.py"\ncompatibility_date = "2026-11-01"\n'
+        '[triggers]\ncrons = ["* * * * *"]\n'
+    )
+    (folder / "worker.py").write_text(HANGING)
+    pytester.makepyfile(
+        test_user="""
+        async def test_leaves_work_hanging(objectd_self, objectd_clock):
+            assert await (await objectd_self.fetch("https://x/")).text() == "ok"
+            await objectd_clock.advance(60)  # a scheduled() run starts, and hangs
+        """,
+        test_stubborn="""
+        async def test_leaves_stubborn_work(objectd_self):
+            assert await (await objectd_self.fetch("https://x/stubborn")).text() == "ok"
+        """,
+    )
+    args = ["-p", "no:cacheprovider", "-W", "error", "-o", "objectd_project=app"]
+    pytester.runpytest(*args, "-o", "timeout=5", "test_user.py").assert_outcomes(passed=1)
+    result = pytester.runpytest(*args, "-o", "timeout=20", "test_stubborn.py")
+    result.assert_outcomes(passed=1)
