@@ -303,3 +303,27 @@ def test_a_stub_used_after_close_is_refused_and_opens_nothing(tmp_path: Path) ->
         return fresh
 
     assert asyncio.run(main()) == 1
+
+
+def test_sys_exit_while_the_worker_is_imported_is_a_load_error(tmp_path: Path) -> None:
+    """``sys.exit()`` in the worker module must not end the host program: Runtime.start
+    raises the load error (the user's file and line), as the dev server reports it."""
+    root = write_project(tmp_path)
+    worker = root / "worker.py"
+    code = worker.read_text()
+    worker.write_text(code + "\nimport sys\nsys.exit(3)\n")
+    runtime = objectd.Runtime(root, data_dir=tmp_path / "data")
+
+    async def main() -> int:
+        with pytest.raises(ConfigError) as info:
+            await runtime.start()
+        assert not runtime.started
+        message = str(info.value)
+        assert f'File "{worker}"' in message and "SystemExit: 3" in message
+        worker.write_text(code)
+        sys.modules.pop("worker", None)
+        async with runtime:  # nothing was left held: the fixed project starts
+            value: int = await runtime.env.THINGS.get_by_name("a").add(1)
+            return value
+
+    assert asyncio.run(main()) == 1

@@ -315,3 +315,25 @@ def test_teardown_cancels_hanging_scheduled_runs_and_wait_until_tasks_at_once(
     pytester.runpytest(*args, "-o", "timeout=5", "test_user.py").assert_outcomes(passed=1)
     result = pytester.runpytest(*args, "-o", "timeout=20", "test_stubborn.py")
     result.assert_outcomes(passed=1)
+
+
+def test_objectd_run_in_an_async_test_says_to_await_instead(pytester: pytest.Pytester) -> None:
+    make_project(pytester.path, "app")
+    result = run(
+        pytester,
+        """
+        import asyncio
+
+        import pytest
+
+        async def test_async(objectd_env, objectd_run):
+            stub = objectd_env.COUNTER.get_by_name("x")
+            with pytest.raises(RuntimeError, match="in an async test, await the call directly"):
+                objectd_run(stub.bump)
+            with pytest.raises(RuntimeError, match="in an async test, await the call directly"):
+                objectd_run(asyncio.sleep(0))  # closed, so no "never awaited" warning
+            assert await stub.bump() == 1  # the refused call did not run
+        """,
+        ini="objectd_project = app",
+    )
+    result.assert_outcomes(passed=1)
