@@ -484,6 +484,10 @@ class ObjectHost:
     def busy(self) -> bool:
         return bool(self._tasks)
 
+    def running_tasks(self) -> set[asyncio.Task[Any]]:
+        """Its tasks still running and not cancelled (a reset cancels them)."""
+        return {task for task in self._tasks if not task.done() and not task.cancelling()}
+
     @property
     def live(self) -> bool:
         """The file is open or being opened: nothing else in this process may touch it."""

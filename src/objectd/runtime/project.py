@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from objectd.config import ProjectConfig, load_project
-from objectd.errors import ConfigError
+from objectd.errors import ConfigError, ObjectResetError
 from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
 from objectd.runtime import data_lock
@@ -32,7 +32,7 @@ from objectd.runtime.exits import describe, from_signal, stray_cancel_error, wor
 from objectd.runtime.host import CPU_LIMIT_MESSAGE
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
-from objectd.runtime.metrics import NO_METRICS, Metrics
+from objectd.runtime.metrics import NO_METRICS, Metrics, ResetCause
 from objectd.runtime.migrations import apply_migrations
 from objectd.runtime.namespace import DurableObjectNamespace
 from objectd.runtime.objects import (
@@ -373,10 +373,11 @@ class Project:
     async def close(self, *, grace_s: float = BACKGROUND_GRACE_S) -> None:
         """Finish background work, commit and sync everything, close every file.
 
-        Running ``scheduled()`` runs and ``wait_until()`` tasks get ``grace_s`` (real
-        time) to finish, then are cancelled; one that ignores its cancellation is
-        abandoned after ``settings.cancel_wait_s``, logged, so that
-        shutdown does not hang on it (the test kit passes 0: it cancels them at once).
+        Running ``scheduled()`` runs, ``wait_until()`` tasks and objects' events get
+        ``grace_s`` (real time) each to finish, then are cancelled (the objects reset);
+        one that ignores its cancellation is abandoned after ``settings.cancel_wait_s``,
+        logged, so that shutdown does not hang on it (the test kit passes 0: it cancels
+        them at once).
         The CPU watchdog runs until the end: handlers still run while work finishes.
         """
         if self.crons is not None:  # no new scheduled() runs; those running may finish
@@ -407,6 +408,7 @@ class Project:
                         "re-raising it",
                         len(stuck),
                     )
+        await self._stop_objects(grace_s)
         for object_class in self.classes.values():
             await object_class.close()
         await self.committer.close()
@@ -420,8 +422,23 @@ class Project:
         if self.folder_lock is not None:  # every file is closed: another server may start
             self.folder_lock.release()
 
+    async def _stop_objects(self, grace_s: float) -> None:
+        """Objects' work still running gets ``grace_s`` (real time) to finish; then the
+        objects still at work are reset, as a deploy resets them: a handler that never
+        returns must not hold the shutdown up (its file is closed after the reset)."""
+        hosts = [host for oc in self.classes.values() for host in oc.hosts.values()]
+        running = {task for host in hosts for task in host.running_tasks()}
+        if not running:
+            return
+        if grace_s > 0:
+            await asyncio.wait(running, timeout=grace_s)
+        for host in hosts:
+            if host.running_tasks():
+                host.reset(ObjectResetError(SHUTDOWN_RESET), cause=ResetCause.OTHER)
+
 
 _Entry = Callable[[Request, Env, ExecutionContext], Any]
+SHUTDOWN_RESET = "Durable Object reset because the server is shutting down."
 
 
 def _no_entrypoint(config: ProjectConfig) -> str:
