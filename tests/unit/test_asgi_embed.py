@@ -270,3 +270,60 @@ def test_concurrent_starts_load_the_project_once(tmp_path: Path) -> None:
         "None",
         "RuntimeError('this objectd.Runtime is already started')",
     ]
+
+
+def test_a_stub_used_after_close_is_refused_and_opens_nothing(tmp_path: Path) -> None:
+    """A stub outlives its Runtime: once closed, no call (nor an event delivered to a
+    host still referenced, as a socket's would be) brings the object back without the
+    data folder's lock; after a restart the old stub stays refused too."""
+    root = write_project(tmp_path)
+    runtime = objectd.Runtime(root, data_dir=tmp_path / "data")
+
+    async def main() -> int:
+        async with runtime:
+            stub = runtime.env.THINGS.get_by_name("a")
+            await stub.add(1)
+            project = runtime._app.project
+            assert project is not None
+            things = project.classes["Thing"]
+            host = things.hosts[stub.id]
+        calls = (stub.add(1), stub.fetch("https://x/"), host.submit(lambda t: t.add(1)))
+        for call in calls:
+            with pytest.raises(objectd.DurableObjectError, match="is closed"):
+                await call
+        assert things.hosts == {} and host.storage is None
+        async with runtime:  # restarted: a new project, the old stub still belongs to the old
+            with pytest.raises(objectd.DurableObjectError, match="is closed"):
+                await stub.add(1)
+            fresh: int = await runtime.env.THINGS.get_by_name("a").add(0)
+        # Nothing was left open: another runtime gets the folder, and the writes refused
+        # after close never happened.
+        async with objectd.Runtime(root, data_dir=tmp_path / "data") as other:
+            assert await other.env.THINGS.get_by_name("a").add(0) == fresh
+        return fresh
+
+    assert asyncio.run(main()) == 1
+
+
+def test_sys_exit_while_the_worker_is_imported_is_a_load_error(tmp_path: Path) -> None:
+    """``sys.exit()`` in the worker module must not end the host program: Runtime.start
+    raises the load error (the user's file and line), as the dev server reports it."""
+    root = write_project(tmp_path)
+    worker = root / "worker.py"
+    code = worker.read_text()
+    worker.write_text(code + "\nimport sys\nsys.exit(3)\n")
+    runtime = objectd.Runtime(root, data_dir=tmp_path / "data")
+
+    async def main() -> int:
+        with pytest.raises(ConfigError) as info:
+            await runtime.start()
+        assert not runtime.started
+        message = str(info.value)
+        assert f'File "{worker}"' in message and "SystemExit: 3" in message
+        worker.write_text(code)
+        sys.modules.pop("worker", None)
+        async with runtime:  # nothing was left held: the fixed project starts
+            value: int = await runtime.env.THINGS.get_by_name("a").add(1)
+            return value
+
+    assert asyncio.run(main()) == 1

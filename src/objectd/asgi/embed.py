@@ -34,9 +34,12 @@ from typing import Any, Protocol
 
 from objectd.asgi.app import ObjectdApp, Receive, Scope, Send, serve_upgrade
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
+from objectd.errors import ConfigError
 from objectd.fetch import Request, Response
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
+from objectd.runtime.exits import from_signal
+from objectd.runtime.loader import describe_load_error
 from objectd.runtime.namespace import DurableObjectStub
 from objectd.runtime.project import Env
 from objectd.runtime.settings import RuntimeSettings
@@ -109,13 +112,22 @@ class Runtime:
         return project.env
 
     async def start(self) -> None:
-        """Load the project and start its alarms, or raise why not (a ConfigError, or
-        DataFolderInUseError when a server or another Runtime holds the data folder)."""
+        """Load the project and start its alarms, or raise why not (a ConfigError, also
+        for ``sys.exit()`` while the worker module is imported, or DataFolderInUseError
+        when a server or another Runtime holds the data folder)."""
         if self._app.project is not None or self._starting:
             raise RuntimeError("this objectd.Runtime is already started")
         self._starting = True
         try:
             await self._app.startup()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # sys.exit() in the worker module must not end the program embedding it.
+            if from_signal(exc):
+                raise  # a real Ctrl-C
+            directory = self._app.project_dir
+            raise ConfigError(
+                f"objectd: cannot load {directory}:\n{describe_load_error(exc, directory)}"
+            ) from exc
         finally:
             self._starting = False
 

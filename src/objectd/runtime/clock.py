@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -157,8 +158,11 @@ class FakeClock:
         What is ready to run first runs at the current time (an event just submitted
         starts its timeouts now, not after the jump).
         """
-        if seconds < 0:
-            raise ValueError(f"a clock only moves forward; advance() got {seconds!r} seconds")
+        if not math.isfinite(seconds) or seconds < 0:  # NaN would stop it, inf never returns
+            raise ValueError(
+                "a clock only moves forward, by a finite number of seconds; "
+                f"advance() got {seconds!r}"
+            )
         await self.settle()
         target = self._mono + seconds
         while (deadline := self.next_deadline) is not None and deadline <= target:

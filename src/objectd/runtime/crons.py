@@ -14,9 +14,12 @@ matches it, with ``controller.scheduledTime`` that minute in epoch milliseconds.
   expression is still going is skipped, with a warning; the minute after runs as usual.
 * A run that raises is logged once, with its report (``objectd.report``); it is not
   retried, and the next minute runs as usual.
+* A run has a wall-time limit on the clock (``timeout_s``; Cloudflare's, 15 minutes, by
+  default, ``RuntimeSettings.scheduled_timeout_s``): past it the run is cancelled and
+  logged as a failure, so a ``scheduled()`` that hangs does not stop its cron for good.
 
 Runs belong to the scheduler: :meth:`CronScheduler.stop` lets them finish for a grace
-period, then cancels the rest.
+period, then cancels the rest, and abandons (logged) one that ignores its cancellation.
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ from typing import Any
 
 from objectd.cron import CronExpression
 from objectd.report import format_report
+from objectd.runtime.abandon import abandon
 from objectd.runtime.clock import Clock
 
-__all__ = ["MAX_RUNNING_PER_CRON", "CronScheduler"]
+__all__ = ["DEFAULT_TIMEOUT_S", "MAX_RUNNING_PER_CRON", "CronScheduler"]
 
 log = logging.getLogger("objectd.crons")
 
 MAX_RUNNING_PER_CRON = 1  # runs of one expression in flight; later minutes are skipped
+DEFAULT_TIMEOUT_S = 15 * 60.0  # one run's wall time: Cloudflare's Cron Trigger duration limit
 # The longest single sleep: a wall clock moved forward is noticed within a minute.
 _MAX_SLEEP_S = 60.0
 
@@ -46,10 +51,18 @@ Runner = Callable[[str, int], Awaitable[Any]]
 class CronScheduler:
     """Runs ``run(cron, scheduled_time_ms)`` on each minute one of ``crons`` matches."""
 
-    def __init__(self, crons: Sequence[str], run: Runner, clock: Clock) -> None:
+    def __init__(
+        self,
+        crons: Sequence[str],
+        run: Runner,
+        clock: Clock,
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self._crons = [CronExpression(text) for text in crons]  # checked by config already
         self._run = run
         self._clock = clock
+        self._timeout_s = timeout_s  # one run's wall time on the clock; None: no limit
         self._task: asyncio.Task[None] | None = None
         self._running: dict[str, tuple[asyncio.Task[None], datetime]] = {}
         # Counts, for tests and logs: runs started, minutes skipped, runs that raised.
@@ -60,20 +73,39 @@ class CronScheduler:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="objectd-crons")
 
-    async def stop(self, grace_s: float) -> None:
-        """Start no more runs; wait up to ``grace_s`` for those in flight, cancel the rest."""
+    async def stop(self, grace_s: float, *, cancel_wait_s: float = 5.0) -> None:
+        """Start no more runs; wait up to ``grace_s`` for those in flight, cancel the rest.
+
+        A cancelled run gets ``cancel_wait_s`` to end; one that swallows its cancellation
+        and goes on is logged and abandoned, so that shutdown does not hang on it.
+        Both waits are real time: they bound a shutdown, not a run.
+        """
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        runs = [task for task, _ in self._running.values()]
-        if runs:
-            _, late = await asyncio.wait(runs, timeout=grace_s)
-            for task in late:
-                log.warning("objectd: cancelling a scheduled() run still going at shutdown")
-                task.cancel()
-            await asyncio.gather(*runs, return_exceptions=True)
+        runs = {task: when for task, when in self._running.values()}
         self._running.clear()
+        if not runs:
+            return
+        late: set[asyncio.Task[None]] = set(runs)
+        if grace_s > 0:
+            _, late = await asyncio.wait(runs, timeout=grace_s)
+        for task in late:
+            if grace_s > 0:
+                log.warning("objectd: cancelling a scheduled() run still going at shutdown")
+            task.cancel()
+        if late:
+            _, stuck = await asyncio.wait(late, timeout=cancel_wait_s)
+            abandon(stuck)
+            for task in stuck:
+                cron = task.get_name().removeprefix("objectd-cron ")
+                log.error(
+                    "objectd: abandoning a scheduled() run that ignored its cancellation "
+                    "(cron %r, %s): it must not catch CancelledError without re-raising it",
+                    cron,
+                    _shown(runs[task]),
+                )
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)
@@ -113,7 +145,25 @@ class CronScheduler:
     async def _invoke(self, text: str, when: datetime) -> None:
         self.runs += 1
         try:
-            await self._run(text, int(when.timestamp() * 1000))
+            async with self._clock.timeout(self._timeout_s) as limit:
+                await self._run(text, int(when.timestamp() * 1000))
+        except TimeoutError as exc:
+            self.failures += 1
+            if limit.expired():
+                log.error(
+                    "objectd: scheduled() (cron %r, %s) was cancelled: it ran past its "
+                    "wall-time limit of %g s",
+                    text,
+                    _shown(when),
+                    self._timeout_s,
+                )
+            else:  # the handler's own TimeoutError
+                log.error(
+                    "objectd: scheduled() failed (cron %r, %s)\n%s",
+                    text,
+                    _shown(when),
+                    format_report(exc).rstrip("\n"),
+                )
         except Exception as exc:
             self.failures += 1
             log.error(

@@ -34,6 +34,7 @@ from objectd.errors import (
 )
 from objectd.ids import DurableObjectId
 from objectd.report import object_label
+from objectd.runtime.abandon import abandon
 from objectd.runtime.committer import Batch
 from objectd.runtime.exits import exit_error, from_signal, stray_cancel_error
 from objectd.runtime.gates import InputGate, in_critical_section
@@ -121,7 +122,10 @@ class ObjectHost:
             raise OverloadedError("Durable Object is overloaded. Too many requests queued.")
         counts.events += 1
         event = _Event()
-        event.reset_error = self.object_class.retired  # fails when it starts, if set
+        # Fails when it starts, if set: the code was updated, or the project closed.
+        event.reset_error = self.object_class.retired
+        if self.object_class.closed:
+            event.reset_error = self.object_class.closed_error()
         task = asyncio.get_running_loop().create_task(self._run_event(event, call, after))
         event.task = task
         self._events.add(event)  # registered before it starts, so a reset reaches it
@@ -500,6 +504,10 @@ class ObjectHost:
     def busy(self) -> bool:
         return bool(self._tasks)
 
+    def running_tasks(self) -> set[asyncio.Task[Any]]:
+        """Its tasks still running and not cancelled (a reset cancels them)."""
+        return {task for task in self._tasks if not task.done() and not task.cancelling()}
+
     @property
     def live(self) -> bool:
         """The file is open or being opened: nothing else in this process may touch it."""
@@ -549,9 +557,27 @@ class ObjectHost:
         fut.add_done_callback(closed)
 
     async def close(self) -> None:
-        """Let running work finish, then close the database (its writes are committed)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Let running work finish, then close the database (its writes are committed).
+
+        Work already cancelled (a reset) gets ``settings.cancel_wait_s`` to end: code that
+        swallows its cancellation is abandoned, logged, so that shutdown does not hang.
+        """
+        running = {task for task in self._tasks if not task.cancelling()}
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        cancelled = {task for task in self._tasks if not task.done()}
+        if cancelled:
+            _, stuck = await asyncio.wait(cancelled, timeout=self.settings.cancel_wait_s)
+            if stuck:
+                abandon(stuck)
+                log.error(
+                    "object %s of %s: abandoning %d task(s) that ignored their cancellation "
+                    "at shutdown: code must not catch CancelledError without re-raising it",
+                    self.id,
+                    self.object_class.name,
+                    len(stuck),
+                    extra=self.about,
+                )
         if self._ready is not None:  # adopted by _opened, then closed below
             await asyncio.gather(self._ready, return_exceptions=True)
         await self.object_class.committer.drain()

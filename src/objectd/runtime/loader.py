@@ -17,6 +17,7 @@ import importlib.util
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
@@ -26,6 +27,9 @@ __all__ = ["describe_load_error", "install_workers_compat", "load_module"]
 
 # Installed packages, also those of a virtualenv inside the project: not the user's code.
 _PACKAGES = frozenset({"site-packages", "dist-packages"})
+# The project's own modules the last load imported (name -> module): the next load
+# drops them from sys.modules, so that it imports its own.
+_loaded: dict[str, ModuleType] = {}
 
 
 def install_workers_compat() -> None:
@@ -42,18 +46,30 @@ def install_workers_compat() -> None:
     sys.modules["workers"] = compat
 
 
-def load_module(path: Path) -> ModuleType:
-    """Import ``path`` as a top-level module; its folder goes on ``sys.path`` for siblings."""
+def load_module(path: Path, *, project_folders: Iterable[Path] = ()) -> ModuleType:
+    """Import ``path`` as a top-level module; its folder goes first on ``sys.path`` for
+    its siblings.
+
+    The project's own modules that an earlier load imported (from its folders, not from
+    installed packages there) are dropped from ``sys.modules`` first, so this load
+    imports ``helper.py`` afresh from its own folder: not another project's module of
+    the same name loaded before, nor, in the test kit, the state the previous test left
+    in it.  A module loaded earlier keeps the modules it imported.  Modules the loads did
+    not import (a test module, or a module first imported at run time) are left alone.
+    """
     install_workers_compat()
     folder = str(path.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    if folder in sys.path:
+        sys.path.remove(folder)  # first, ahead of another project's folder
+    sys.path.insert(0, folder)
+    _forget_loaded()
     name = path.stem
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"{path}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get(name)
+    before = set(sys.modules)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
@@ -63,7 +79,42 @@ def load_module(path: Path) -> ModuleType:
         else:
             sys.modules[name] = previous
         raise
+    finally:
+        _remember_loaded(set(sys.modules) - before, [path.parent, *project_folders])
     return module
+
+
+def _forget_loaded() -> None:
+    for name, module in _loaded.items():
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+    _loaded.clear()
+
+
+def _remember_loaded(names: set[str], folders: list[Path]) -> None:
+    """Record which of the modules in ``names`` (new since the load began) are the project's."""
+    roots = [folder.resolve() for folder in folders]
+    for name in names:
+        module = sys.modules.get(name)
+        where = None if module is None else _location(module)
+        if (
+            module is not None
+            and where is not None
+            and any(_is_user_file(where, root) for root in roots)
+        ):
+            _loaded[name] = module
+
+
+def _location(module: object) -> str | None:
+    """A module's file; for a namespace package (no file), its first folder."""
+    where = getattr(module, "__file__", None)
+    if isinstance(where, str):
+        return where
+    try:
+        first = next(iter(getattr(module, "__path__", ())), None)
+    except TypeError:
+        return None
+    return first if isinstance(first, str) else None
 
 
 def describe_load_error(exc: BaseException, directory: Path) -> str:

@@ -201,11 +201,13 @@ class DurableObjectStub:
         after = None
         if caller is not None and caller.storage is not None:
             after = caller.storage.output_gate_batch()
-        host: ObjectHost = self._class.host(self.id)
         try:
+            host: ObjectHost = self._class.host(self.id)
             task = host.submit(deliver, after=after)
         except OverloadedError as exc:
             self._broken = exc  # spec §2.4: a stub that saw overload stays failed
+            return PendingCall(None, self, decode, exc)
+        except DurableObjectError as exc:  # the project is closed (ObjectClass.close)
             return PendingCall(None, self, decode, exc)
         return PendingCall(task, self, decode, None)
 

@@ -20,10 +20,11 @@ from types import ModuleType
 from typing import Any
 
 from objectd.config import ProjectConfig, load_project
-from objectd.errors import ConfigError
+from objectd.errors import ConfigError, ObjectResetError
 from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
 from objectd.runtime import data_lock
+from objectd.runtime.abandon import abandon
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
 from objectd.runtime.crons import CronScheduler
@@ -31,7 +32,7 @@ from objectd.runtime.exits import describe, from_signal, stray_cancel_error, wor
 from objectd.runtime.host import CPU_LIMIT_MESSAGE
 from objectd.runtime.lifecycle import Lifecycle
 from objectd.runtime.loader import load_module
-from objectd.runtime.metrics import NO_METRICS, Metrics
+from objectd.runtime.metrics import NO_METRICS, Metrics, ResetCause
 from objectd.runtime.migrations import apply_migrations
 from objectd.runtime.namespace import DurableObjectNamespace
 from objectd.runtime.objects import (
@@ -203,7 +204,7 @@ class Project:
             settings = dataclasses.replace(settings, delete_all_deletes_alarm=deletes_alarm)
         lifecycle = Lifecycle(settings)
         root = data_lock.data_root(config, data_dir)
-        module = load_module(config.main)
+        module = load_module(config.main, project_folders=[config.root])
         if config.crons and find_scheduled(module) is None:  # refused before any migration
             raise ConfigError(
                 f"{config.config_path}: triggers.crons: the worker has no scheduled handler; "
@@ -273,7 +274,12 @@ class Project:
         if self.alarms is not None:
             self.alarms.start()
         if self.config.crons:
-            self.crons = CronScheduler(self.config.crons, self.scheduled, self.settings.clock)
+            self.crons = CronScheduler(
+                self.config.crons,
+                self.scheduled,
+                self.settings.clock,
+                timeout_s=self.settings.scheduled_timeout_s,
+            )
             self.crons.start()
         if self.spares is not None:
             spares = self.spares
@@ -364,13 +370,18 @@ class Project:
                 raise
             log.error("a wait_until() task of the worker failed: %s", failure, exc_info=exc)
 
-    async def close(self) -> None:
+    async def close(self, *, grace_s: float = BACKGROUND_GRACE_S) -> None:
         """Finish background work, commit and sync everything, close every file.
 
+        Running ``scheduled()`` runs, ``wait_until()`` tasks and objects' events get
+        ``grace_s`` (real time) each to finish, then are cancelled (the objects reset);
+        one that ignores its cancellation is abandoned after ``settings.cancel_wait_s``,
+        logged, so that shutdown does not hang on it (the test kit passes 0: it cancels
+        them at once).
         The CPU watchdog runs until the end: handlers still run while work finishes.
         """
         if self.crons is not None:  # no new scheduled() runs; those running may finish
-            await self.crons.stop(BACKGROUND_GRACE_S)
+            await self.crons.stop(grace_s, cancel_wait_s=self.settings.cancel_wait_s)
         if self.alarms is not None:
             await self.alarms.stop()  # no new alarm() runs while objects close
         for task in self._services:
@@ -379,11 +390,25 @@ class Project:
         self._services.clear()
         if self._background:
             # wait_until() work gets a grace period; shutdown must not hang on it.
-            _, late = await asyncio.wait(self._background, timeout=BACKGROUND_GRACE_S)
+            background = set(self._background)
+            late = background
+            if grace_s > 0:
+                _, late = await asyncio.wait(background, timeout=grace_s)
             for task in late:
-                log.warning("objectd: cancelling a wait_until() task still running at shutdown")
+                if grace_s > 0:
+                    log.warning("objectd: cancelling a wait_until() task still running at shutdown")
                 task.cancel()
-            await asyncio.gather(*self._background, return_exceptions=True)
+            if late:
+                _, stuck = await asyncio.wait(late, timeout=self.settings.cancel_wait_s)
+                if stuck:
+                    abandon(stuck)
+                    log.error(
+                        "objectd: abandoning %d wait_until() task(s) that ignored their "
+                        "cancellation: a task must not catch CancelledError without "
+                        "re-raising it",
+                        len(stuck),
+                    )
+        await self._stop_objects(grace_s)
         for object_class in self.classes.values():
             await object_class.close()
         await self.committer.close()
@@ -397,8 +422,23 @@ class Project:
         if self.folder_lock is not None:  # every file is closed: another server may start
             self.folder_lock.release()
 
+    async def _stop_objects(self, grace_s: float) -> None:
+        """Objects' work still running gets ``grace_s`` (real time) to finish; then the
+        objects still at work are reset, as a deploy resets them: a handler that never
+        returns must not hold the shutdown up (its file is closed after the reset)."""
+        hosts = [host for oc in self.classes.values() for host in oc.hosts.values()]
+        running = {task for host in hosts for task in host.running_tasks()}
+        if not running:
+            return
+        if grace_s > 0:
+            await asyncio.wait(running, timeout=grace_s)
+        for host in hosts:
+            if host.running_tasks():
+                host.reset(ObjectResetError(SHUTDOWN_RESET), cause=ResetCause.OTHER)
+
 
 _Entry = Callable[[Request, Env, ExecutionContext], Any]
+SHUTDOWN_RESET = "Durable Object reset because the server is shutting down."
 
 
 def _no_entrypoint(config: ProjectConfig) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from objectd.errors import DurableObjectError
 from objectd.ids import DurableObjectId, IdMinter
 from objectd.runtime.committer import Committer
 from objectd.runtime.host import ObjectHost
@@ -57,6 +58,9 @@ class ObjectClass:
     retired: BaseException | None = None
     # Events, activations, overloads, resets of its objects (runtime.metrics).
     counts: ClassCounts = field(default_factory=ClassCounts)
+    # Set by close(): the project is closed, so its data folder is no longer this
+    # process's to touch.  Every later event fails with it, nothing is opened.
+    closed: bool = False
 
     def host(self, object_id: DurableObjectId) -> ObjectHost:
         """The host of ``object_id`` in this process (one instance per id).
@@ -66,6 +70,8 @@ class ObjectClass:
         38), so ``ctx.id.name`` does not depend on which stub came first.  Names over
         1,024 UTF-8 bytes are not shown inside the object, as on Cloudflare.
         """
+        if self.closed:
+            raise self.closed_error()
         host = self.hosts.get(object_id)
         if host is None:
             host = ObjectHost(self, _inside(object_id))
@@ -73,6 +79,14 @@ class ObjectClass:
         elif host.id.name is None and object_id.name is not None:
             host.id = _inside(object_id)
         return host
+
+    def closed_error(self) -> DurableObjectError:
+        """What a call after :meth:`close` fails with (a new one each time: a raised
+        exception keeps its traceback)."""
+        return DurableObjectError(
+            f"Durable Object class {self.name}: the objectd.Runtime or project that "
+            "served it is closed; get a new stub from the env of a started Runtime"
+        )
 
     def object_path(self, object_id: DurableObjectId) -> Path:
         return self.directory / f"{object_id.to_string()}.sqlite"
@@ -92,6 +106,10 @@ class ObjectClass:
             host.reset(error, cause=ResetCause.CODE_UPDATED)
 
     async def close(self) -> None:
+        """Let the objects' work finish and close their files; from now on every way of
+        reaching an object (a stub kept from before, a socket, an alarm) is refused:
+        the data folder's lock is about to be released, so another server may own it."""
+        self.closed = True
         if self.closing:
             await asyncio.gather(*self.closing.values(), return_exceptions=True)
         for host in list(self.hosts.values()):

@@ -29,10 +29,17 @@ class RuntimeSettings:
     cpu_limit_s: float = 30.0
     # Wall time of one alarm() invocation (Cloudflare: 15 minutes).
     alarm_timeout_s: float = 15 * 60.0
+    # Wall time of one scheduled() run of a cron trigger (Cloudflare: 15 minutes, the
+    # "Duration" limit of Cron Triggers in its Workers limits); past it, it is cancelled.
+    scheduled_timeout_s: float = 15 * 60.0
     # A storage commit or output-gate wait longer than this resets the object (30 s).
     output_gate_timeout_s: float = 30.0
     # blockConcurrencyWhile() longer than this resets the object (30 s).
     critical_section_timeout_s: float = 30.0
+    # At shutdown, how long (real time) a cancelled task of user code (scheduled(),
+    # wait_until(), an object's event after its reset) may take to end; one that swallows
+    # its cancellation is then abandoned, logged, so that the shutdown does not hang.
+    cancel_wait_s: float = 5.0
     # deleteAll() also deletes the alarm: compatibility_date 2026-02-24 or later, or the
     # flag delete_all_deletes_alarm; earlier dates (or delete_all_preserves_alarm) keep it.
     delete_all_deletes_alarm: bool = True

@@ -160,6 +160,13 @@ def objectd_run(objectd_loop: asyncio.Runner, objectd_runtime: KitRuntime) -> Ca
     """
 
     def run(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if _loop_running():
+            if inspect.iscoroutine(fn):
+                fn.close()  # never run: no "was never awaited" warning on top
+            raise RuntimeError(
+                "objectd_run() is for plain `def` tests: in an async test, await the call "
+                "directly (`await stub.increment(2)`), on the loop the test already runs on"
+            )
         if inspect.iscoroutine(fn):
             if args or kwargs:
                 raise TypeError("objectd_run(coroutine) takes no arguments")
@@ -176,3 +183,11 @@ def objectd_run(objectd_loop: asyncio.Runner, objectd_runtime: KitRuntime) -> Ca
         return objectd_loop.run(call())
 
     return run
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

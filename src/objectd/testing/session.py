@@ -13,6 +13,7 @@ the output gate, nor an object evicted mid-open, because fake time outran the di
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,7 +66,9 @@ class KitRuntime:
     async def close(self) -> None:
         """Stop the runtime at the end of the test.  Work the test left running (a call
         never awaited that waits forever) would hold the shutdown up: the objects still
-        at work are reset first, as a deploy would, so a teardown never hangs."""
+        at work are reset first, as a deploy would, and ``scheduled()`` runs and
+        ``wait_until()`` tasks are cancelled at once (no grace period in real time), so a
+        teardown never hangs."""
         project, self.project = self.project, None
         if project is None:
             return
@@ -75,7 +78,7 @@ class KitRuntime:
             for host in list(object_class.hosts.values()):
                 if host.busy:
                     host.reset(ended)
-        await project.close()
+        await project.close(grace_s=0)
 
     def _loaded(self) -> Project:
         if self.project is None:
@@ -128,8 +131,12 @@ class KitClock:
         """Move time forward by ``seconds``: each timer that comes due on the way runs in
         its turn (alarms, their retries, idle eviction, the runtime's timeouts), and
         what it started runs until it waits again before time moves on."""
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
-            raise ValueError(f"advance() takes seconds >= 0, got {seconds!r}")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+            raise TypeError(
+                f"advance() takes seconds as a number, got {type(seconds).__name__}: {seconds!r}"
+            )
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"advance() takes a finite number of seconds >= 0, got {seconds!r}")
         await self._runtime.fake.advance(seconds)
 
     def __repr__(self) -> str:

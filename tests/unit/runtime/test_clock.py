@@ -145,3 +145,15 @@ def test_system_clock_hands_timers_and_deadlines_to_asyncio() -> None:
         assert deadline.expired()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf")])
+def test_fake_clock_refuses_nan_and_infinity(seconds: float) -> None:
+    async def main() -> tuple[float, float]:
+        clock = FakeClock(1_000.0)
+        with pytest.raises(ValueError, match="a finite number of seconds"):
+            await asyncio.wait_for(clock.advance(seconds), timeout=10)
+        return clock.now(), clock.monotonic()
+
+    now, _ = asyncio.run(main())
+    assert now == 1_000.0

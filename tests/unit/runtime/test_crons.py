@@ -162,3 +162,82 @@ def test_stop_cancels_a_run_still_going_after_the_grace(
     with caplog.at_level(logging.WARNING, logger="objectd.crons"):
         asyncio.run(main())
     assert "cancelling a scheduled() run still going at shutdown" in caplog.text
+
+
+def test_a_hung_run_is_cancelled_at_its_wall_time_limit_and_the_next_minute_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cloudflare gives a Cron Trigger's invocation 15 minutes of wall time (its Workers
+    limits, "Duration"): a scheduled() still going then is cancelled, logged as a
+    failure, and the cron runs again on its next minute instead of being stuck."""
+
+    async def main() -> tuple[list[tuple[str, int]], int, int]:
+        clock, runner = FakeClock(START), Recorder()
+        runner.hold = asyncio.Event()  # never set: every run hangs
+        scheduler = CronScheduler(["* * * * *"], runner, clock, timeout_s=15 * 60.0)
+        scheduler.start()
+        await clock.advance(0)  # the loop reads the clock and sleeps
+        await clock.advance(60)  # 08:01: the run that hangs
+        await clock.advance(15 * 60 - 1)
+        assert runner.calls == [("* * * * *", at(1))]  # still going, minutes skipped
+        await clock.advance(1)  # 08:16: its limit (set first), then that minute's run
+        calls, failures, skipped = list(runner.calls), scheduler.failures, scheduler.skipped
+        await scheduler.stop(grace_s=0)
+        return calls, failures, skipped
+
+    with caplog.at_level(logging.WARNING, logger="objectd.crons"):
+        calls, failures, skipped = asyncio.run(main())
+    assert calls == [("* * * * *", at(1)), ("* * * * *", at(16))]
+    assert failures == 1 and skipped == 14  # 08:02 .. 08:15
+    assert (
+        "objectd: scheduled() (cron '* * * * *', 2027-01-15 08:01 UTC) was cancelled: "
+        "it ran past its wall-time limit of 900 s" in caplog.text
+    )
+
+
+def test_the_default_run_limit_is_cloudflares_15_minutes() -> None:
+    from objectd.runtime.settings import RuntimeSettings
+
+    assert RuntimeSettings().scheduled_timeout_s == 15 * 60.0
+
+
+class Stubborn:
+    """A scheduled() that swallows every cancellation until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.cancels = 0
+
+    async def __call__(self, cron: str, scheduled_time: int) -> None:
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancels += 1
+
+
+def test_stop_abandons_a_run_that_swallows_its_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cancelling a run that catches CancelledError and goes on does not end it: stop()
+    waits for it a bounded time after the cancel, logs it, and returns, so the server
+    still stops."""
+
+    async def main() -> int:
+        clock, runner = FakeClock(START), Stubborn()
+        scheduler = CronScheduler(["* * * * *"], runner, clock)
+        scheduler.start()
+        await clock.advance(0)  # the loop reads the clock and sleeps
+        await clock.advance(60)
+        await asyncio.wait_for(scheduler.stop(grace_s=0, cancel_wait_s=0.05), timeout=10)
+        cancels = runner.cancels
+        runner.release.set()  # let the abandoned run end, so the loop closes cleanly
+        await asyncio.sleep(0)
+        return cancels
+
+    with caplog.at_level(logging.WARNING, logger="objectd.crons"):
+        assert asyncio.run(main()) == 1
+    assert (
+        "objectd: abandoning a scheduled() run that ignored its cancellation "
+        "(cron '* * * * *', 2027-01-15 08:01 UTC)" in caplog.text
+    )

@@ -537,3 +537,40 @@ def test_process_durability_does_not_sync(tmp_path: Path) -> None:
         assert committer.commits == 1  # the one put of the one increment
 
     asyncio.run(main())
+
+
+class Stubborn(DurableObject):
+    cancels = 0
+
+    async def wait_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                Stubborn.cancels += 1  # swallowed, as a careless handler does
+
+
+def test_close_abandons_an_event_that_swallows_its_reset(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An object's event cancelled by a reset (the test kit's teardown, a code update)
+    that catches CancelledError and goes on no longer holds the shutdown up: close waits
+    ``cancel_wait_s`` for it, then stops it and closes the file."""
+    ns = make_namespace(tmp_path, Stubborn, settings=RuntimeSettings(cancel_wait_s=0.05))
+    things = ns._class
+
+    async def main() -> str | None:
+        stub = ns.get_by_name("a")
+        call = stub.wait_forever()
+        await asyncio.sleep(0.05)  # it runs, and waits
+        host = things.hosts[stub.id]
+        host.reset(ObjectResetError("reset for the test"))
+        await asyncio.wait_for(things.close(), timeout=10)
+        # The abandoned event has ended: its coroutine was closed under it.
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await asyncio.wait_for(call, timeout=10)
+        return None if host.storage is None else "storage still open"
+
+    assert asyncio.run(main()) is None
+    assert Stubborn.cancels == 1
+    assert "abandoning 1 task(s) that ignored their cancellation" in caplog.text

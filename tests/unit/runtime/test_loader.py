@@ -96,3 +96,45 @@ def test_an_error_outside_the_project_keeps_its_whole_traceback(tmp_path: Path) 
     text = describe_load_error(error, tmp_path / "elsewhere")
     assert text.startswith("Traceback (most recent call last):")
     assert __file__ in text and text.endswith("RuntimeError: internal")
+
+
+def _project(folder: Path, who: str) -> Path:
+    folder.mkdir()
+    (folder / "helper.py").write_text(f"WHO = {who!r}\nCALLS = []\n")
+    (folder / "worker.py").write_text(
+        "import helper\nhelper.CALLS.append(1)\nWHO, CALLS = helper.WHO, len(helper.CALLS)\n"
+    )
+    return folder / "worker.py"
+
+
+def test_sibling_modules_are_imported_afresh_from_each_projects_folder(tmp_path: Path) -> None:
+    """Two projects with a ``helper.py`` each, one after the other in one process (the
+    test kit, an embedding program): each load imports its own folder's helper, with
+    fresh state, rather than the one left in ``sys.modules`` by the load before."""
+    first, second = _project(tmp_path / "p1", "p1"), _project(tmp_path / "p2", "p2")
+    try:
+        loaded = [load_module(path) for path in (first, second, first)]
+    finally:
+        for folder in (first.parent, second.parent):
+            sys.path.remove(str(folder))
+        for name in ("worker", "helper"):
+            sys.modules.pop(name, None)
+    assert [(module.WHO, module.CALLS) for module in loaded] == [("p1", 1), ("p2", 1), ("p1", 1)]
+
+
+def test_installed_packages_inside_the_project_are_not_imported_again(tmp_path: Path) -> None:
+    package = tmp_path / ".venv" / "lib" / "python3.11" / "site-packages"
+    package.mkdir(parents=True)
+    (package / "somelib_kept.py").write_text("LOADS = []\n")
+    (tmp_path / "worker.py").write_text(
+        f"import sys\nif {str(package)!r} not in sys.path: sys.path.insert(0, {str(package)!r})\n"
+        "import somelib_kept\nsomelib_kept.LOADS.append(1)\nLOADS = len(somelib_kept.LOADS)\n"
+    )
+    try:
+        loaded = [load_module(tmp_path / "worker.py") for _ in range(2)]
+    finally:
+        sys.path.remove(str(package))
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("somelib_kept", None)
+        sys.modules.pop("worker", None)
+    assert [module.LOADS for module in loaded] == [1, 2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from objectd.errors import ConfigError
+from objectd.errors import ConfigError, ObjectResetError
 from objectd.fetch import Request
 from objectd.runtime.project import Env, Project
 
@@ -381,3 +381,35 @@ def test_workers_rpc_helpers_refuse_what_cloudflare_refuses() -> None:
         return "ok"
 
     assert compat.handler(on_fetch) is on_fetch
+
+
+def test_close_resets_an_object_still_at_work_after_the_grace(tmp_path: Path) -> None:
+    """An object's event that never returns (nothing cancels it) held the shutdown up
+    for ever: after ``grace_s`` the objects still at work are reset, their calls fail
+    with the shutdown's reset error, and every file is closed."""
+    root = write_project(
+        tmp_path,
+        """
+        import asyncio
+        from objectd import DurableObject
+
+        class Thing(DurableObject):
+            async def hang(self):
+                await asyncio.Event().wait()
+
+        def on_fetch(request):
+            pass
+        """,
+    )
+
+    async def main() -> None:
+        project = Project.load(root, data_dir=tmp_path / "data")
+        await project.start()
+        call = project.env.THING.get_by_name("a").hang()
+        await asyncio.sleep(0.05)  # it runs, and waits
+        await asyncio.wait_for(project.close(grace_s=0.05), timeout=10)
+        with pytest.raises(ObjectResetError, match="the server is shutting down"):
+            await asyncio.wait_for(call, timeout=10)
+        assert project.classes["Thing"].hosts == {}
+
+    asyncio.run(main())

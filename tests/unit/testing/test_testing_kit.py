@@ -276,3 +276,19 @@ async def test_advance_by_a_day_fires_an_alarm_set_for_tomorrow(
     await objectd_clock.advance(0.1)
     runs = await run_in_durable_object(stub, lambda i, s: s.storage.get("alarm_runs"))
     assert runs == [[0, when]]
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -float("inf"), -0.5])
+async def test_advance_refuses_a_time_that_is_not_a_finite_forward_step(
+    objectd_clock: KitClock, seconds: float
+) -> None:
+    before = objectd_clock.now()
+    with pytest.raises(ValueError, match="a finite number of seconds >= 0"):
+        await asyncio.wait_for(objectd_clock.advance(seconds), timeout=10)
+    assert objectd_clock.now() == before  # nothing moved
+
+
+@pytest.mark.parametrize("seconds", ["60", None, True])
+async def test_advance_refuses_what_is_not_a_number(objectd_clock: KitClock, seconds: Any) -> None:
+    with pytest.raises(TypeError, match="advance\\(\\) takes seconds as a number"):
+        await objectd_clock.advance(seconds)

@@ -226,3 +226,114 @@ def test_a_call_left_hanging_does_not_hang_the_teardown(pytester: pytest.Pyteste
         ini="objectd_project = app\ntimeout = 20",
     )
     result.assert_outcomes(passed=2)
+
+
+def test_167_sibling_modules_are_fresh_in_each_test_and_each_project(
+    pytester: pytest.Pytester,
+) -> None:
+    """The worker's ``import helper`` imports the project's own helper.py again for each
+    test: module state does not leak from one test to the next, and a second project
+    with a helper.py of its own gets that one, not the first project's."""
+    for name in ("first", "second"):
+        folder = make_project(pytester.path, name)
+        (folder / "helper.py").write_text(f"WHO = {name!r}\nCALLS = []\n")
+        with (folder / "worker.py").open("a") as worker:
+            worker.write(
+                "\nimport helper\n\ndef on_fetch(request):\n"
+                "    helper.CALLS.append(1)\n"
+                "    return Response(f'{helper.WHO} {len(helper.CALLS)}')\n"
+            )
+            worker.write("\ndel Default\n")
+    test = """
+        import pytest
+
+        @pytest.mark.parametrize("project", ["first", "first", "second", "first"])
+        def test_helper(project, request):
+            request.applymarker(pytest.mark.objectd(project=project))
+            run = request.getfixturevalue("objectd_run")
+            client = request.getfixturevalue("objectd_self")
+            response = run(client.fetch, "https://x/")
+            assert run(response.text()) == f"{project} 1"
+        """
+    result = run(pytester, test)
+    result.assert_outcomes(passed=4)
+
+
+HANGING = """
+import asyncio
+
+from objectd import Response, WorkerEntrypoint
+
+
+async def stubborn():
+    while True:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # swallowed: the kit must abandon it, not wait for it
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        if request.url.endswith("/stubborn"):
+            self.ctx.wait_until(stubborn())
+        else:
+            self.ctx.wait_until(asyncio.Event().wait())
+        return Response("ok")
+
+    async def scheduled(self, controller, env, ctx):
+        await asyncio.Event().wait()
+"""
+
+
+def test_teardown_cancels_hanging_scheduled_runs_and_wait_until_tasks_at_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test that leaves a scheduled() run and a wait_until() task hanging ends at once:
+    the kit's teardown cancels them rather than giving them a grace period in real time
+    (10 s, past this session's 5 s timeout); one that swallows its cancellation is
+    abandoned after a bounded wait (under the 20 s timeout)."""
+    folder = pytester.path / "app"
+    folder.mkdir()
+    (folder / "wrangler.toml").write_text(
+        'name = "app"\nmain = "worker.py"\ncompatibility_date = "2026-11-01"\n'
+        '[triggers]\ncrons = ["* * * * *"]\n'
+    )
+    (folder / "worker.py").write_text(HANGING)
+    pytester.makepyfile(
+        test_user="""
+        async def test_leaves_work_hanging(objectd_self, objectd_clock):
+            assert await (await objectd_self.fetch("https://x/")).text() == "ok"
+            await objectd_clock.advance(60)  # a scheduled() run starts, and hangs
+        """,
+        test_stubborn="""
+        async def test_leaves_stubborn_work(objectd_self):
+            assert await (await objectd_self.fetch("https://x/stubborn")).text() == "ok"
+        """,
+    )
+    args = ["-p", "no:cacheprovider", "-W", "error", "-o", "objectd_project=app"]
+    pytester.runpytest(*args, "-o", "timeout=5", "test_user.py").assert_outcomes(passed=1)
+    result = pytester.runpytest(*args, "-o", "timeout=20", "test_stubborn.py")
+    result.assert_outcomes(passed=1)
+
+
+def test_objectd_run_in_an_async_test_says_to_await_instead(pytester: pytest.Pytester) -> None:
+    make_project(pytester.path, "app")
+    result = run(
+        pytester,
+        """
+        import asyncio
+
+        import pytest
+
+        async def test_async(objectd_env, objectd_run):
+            stub = objectd_env.COUNTER.get_by_name("x")
+            with pytest.raises(RuntimeError, match="in an async test, await the call directly"):
+                objectd_run(stub.bump)
+            with pytest.raises(RuntimeError, match="in an async test, await the call directly"):
+                objectd_run(asyncio.sleep(0))  # closed, so no "never awaited" warning
+            assert await stub.bump() == 1  # the refused call did not run
+        """,
+        ini="objectd_project = app",
+    )
+    result.assert_outcomes(passed=1)
