@@ -175,9 +175,7 @@ class ObjectHost:
                     try:
                         self._activate()
                     except CpuLimitExceeded:
-                        error = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
-                        self.reset(error, cause=ResetCause.CPU_LIMIT)
-                        raise error from None
+                        raise self.cpu_limit_reset() from None
             await self.gate.wait_open()  # a constructor's block_concurrency_while
             storage = self.storage
             assert storage is not None
@@ -186,9 +184,7 @@ class ObjectHost:
             except DurableObjectAbort as abort:
                 raise ObjectResetError(abort.reason, remote=True) from None
             except CpuLimitExceeded:
-                error = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
-                self.reset(error, cause=ResetCause.CPU_LIMIT)
-                raise error from None
+                raise self.cpu_limit_reset() from None
             except Exception as exc:
                 await self._output_gate(storage)
                 raise as_remote(exc, where=object_label(self.object_class.name, self.id)) from None
@@ -387,6 +383,12 @@ class ObjectHost:
         if self.phase in (HostPhase.CONSTRUCTING, HostPhase.LIVE):
             self._advance(HostPhase.OPEN)
 
+    def cpu_limit_reset(self) -> ObjectResetError:
+        """Reset after the CPU limit stopped the object's code; the error for its caller."""
+        return self._reset_with(
+            ObjectResetError(CPU_LIMIT_MESSAGE, remote=True), ResetCause.CPU_LIMIT
+        )
+
     def _reset_with(self, error: ObjectResetError, cause: ResetCause) -> ObjectResetError:
         self.reset(error, cause=cause)
         return error
@@ -452,8 +454,7 @@ class ObjectHost:
             self.reset(ObjectResetError(abort.reason), cause=ResetCause.ABORT)
             raise ObjectResetError(abort.reason, remote=True) from None
         except CpuLimitExceeded:
-            cpu = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
-            raise self._reset_with(cpu, ResetCause.CPU_LIMIT) from None
+            raise self.cpu_limit_reset() from None
         except (SystemExit, KeyboardInterrupt) as exc:
             if from_signal(exc):
                 raise

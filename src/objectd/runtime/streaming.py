@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from objectd.errors import DurableObjectAbort, ObjectResetError, as_remote
 from objectd.fetch import Response, streamed_body
 from objectd.report import object_label
-from objectd.runtime.host import CPU_LIMIT_MESSAGE, current_host
+from objectd.runtime.host import current_host
 from objectd.runtime.watchdog import CpuLimitExceeded
 from objectd.streams import BodyStream
 
@@ -144,10 +144,8 @@ async def _as_object(host: ObjectHost, work: Callable[[], Awaitable[Any]]) -> An
         return await work()
     except DurableObjectAbort as abort:  # ctx.abort() in the generator has reset the object
         raise ObjectResetError(abort.reason, remote=True) from None
-    except CpuLimitExceeded:
-        error = ObjectResetError(CPU_LIMIT_MESSAGE, remote=True)
-        host.reset(error)
-        raise error from None
+    except CpuLimitExceeded:  # counted as the CPU limit's reset, as for any event
+        raise host.cpu_limit_reset() from None
     except ObjectResetError:
         raise
     except Exception as exc:  # the stream fails; the object goes on
