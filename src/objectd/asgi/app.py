@@ -29,7 +29,7 @@ from typing import Any
 from objectd.asgi import inspector, logs
 from objectd.asgi.admin import AdminRoutes
 from objectd.asgi.host import check_host
-from objectd.asgi.limits import FrontLimits
+from objectd.asgi.limits import ByteBudget, FrontLimits
 from objectd.asgi.metrics import FrontCounts, MetricsEndpoint
 from objectd.asgi.reload import expect_code_updates, on_code_update
 from objectd.asgi.request_body import IncomingBody
@@ -45,7 +45,7 @@ from objectd.runtime.metrics import NO_METRICS
 from objectd.runtime.project import Project
 from objectd.runtime.relay import relay
 from objectd.runtime.settings import RuntimeSettings
-from objectd.streams import BodyStream
+from objectd.streams import MAX_WHOLE_BYTES, BodyStream
 
 __all__ = ["NOT_STARTED_MESSAGE", "ObjectdApp", "app_from_environment", "serve_upgrade"]
 
@@ -75,8 +75,8 @@ _HANDSHAKE_HEADERS = frozenset(
 )
 # Statuses whose responses have no body, so no Content-Length either (RFC 9110 §8.6).
 _NULL_BODY_STATUSES = frozenset({204, 304})
-# Cloudflare's smallest plan accepts request bodies of up to 100 MB.
-MAX_BODY_BYTES = 100 * 1024 * 1024
+# Cloudflare's smallest plan accepts request bodies of up to 100 MB (as streams read whole).
+MAX_BODY_BYTES = MAX_WHOLE_BYTES
 
 _ERROR_HEADERS = [
     (b"content-type", b"text/plain;charset=UTF-8"),
@@ -128,8 +128,7 @@ class ObjectdApp:
         self.settings = settings
         # Request-body bytes all requests in progress may buffer together (issue 9 §8),
         # and how many they hold now.
-        self.body_buffer_bytes = body_buffer_bytes
-        self._buffered = 0
+        self._body_budget = ByteBudget(body_buffer_bytes)
         self.ws_send_buffer = ws_send_buffer  # bytes buffered per WebSocket peer, at most
         # Development only: TEST_SCHEDULED_PATH runs scheduled() instead of reaching the
         # worker; a code update from objectd dev's reloader resets every object.
@@ -287,7 +286,7 @@ class ObjectdApp:
                     reserved = len(body)
             await self._respond(scope, host, body, incoming, receive, send)
         finally:
-            self._buffered -= reserved + (incoming.reserved if incoming is not None else 0)
+            self._body_budget.give(reserved + (incoming.reserved if incoming is not None else 0))
 
     def _incoming(self, receive: Receive, first: bytes | None, length: int) -> IncomingBody:
         return IncomingBody(
@@ -337,10 +336,24 @@ class ObjectdApp:
         Past the budget a request is refused (503), never made to wait: requests each
         holding part of the budget would wait for one another, and none would finish.
         """
-        if self._buffered + size > self.body_buffer_bytes:
-            return False
-        self._buffered += size
-        return True
+        return self._body_budget.take(size)
+
+    @property
+    def body_buffer_bytes(self) -> int:
+        """Request-body bytes all requests in progress may buffer together."""
+        return self._body_budget.limit
+
+    @body_buffer_bytes.setter
+    def body_buffer_bytes(self, limit: int) -> None:
+        self._body_budget.limit = limit
+
+    @property
+    def _buffered(self) -> int:
+        return self._body_budget.held
+
+    @_buffered.setter
+    def _buffered(self, held: int) -> None:
+        self._body_budget.held = held
 
     async def _respond(
         self,
