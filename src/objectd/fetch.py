@@ -230,11 +230,10 @@ class _BodyMixin:
 
     async def text(self) -> str:
         """The body decoded as UTF-8 (invalid bytes become U+FFFD, as in the fetch API)."""
-        if self._stream is not None:
-            await self._read_stream()
-        return (self._body or b"").decode("utf-8", "replace")
+        return (await self.bytes()).decode("utf-8", "replace")
 
     async def bytes(self) -> builtins.bytes:
+        """The body; a streamed one is read whole first (every reader goes through here)."""
         if self._stream is not None:
             await self._read_stream()
         return self._body or b""
@@ -243,21 +242,15 @@ class _BodyMixin:
         return await self.bytes()
 
     async def _parse_json(self) -> Any:
-        if self._stream is not None:
-            await self._read_stream()
-        return json.loads(self._body or b"")
+        return json.loads(await self.bytes())
 
     async def form_data(self) -> FormData:
         """The body's form fields (``multipart/form-data`` or urlencoded)."""
-        if self._stream is not None:
-            await self._read_stream()
-        return parse_form(self._body or b"", self._headers.get("content-type"))
+        return parse_form(await self.bytes(), self._headers.get("content-type"))
 
     async def blob(self) -> Blob:
         """The body as a ``Blob`` whose type is the content type."""
-        if self._stream is not None:
-            await self._read_stream()
-        return Blob([self._body or b""], self._headers.get("content-type") or "")
+        return Blob([await self.bytes()], self._headers.get("content-type") or "")
 
     async def _read_stream(self) -> None:
         """Read a streamed body whole, at most ``MAX_WHOLE_BYTES``; from then on it is
