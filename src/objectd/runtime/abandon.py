@@ -15,10 +15,11 @@ awaiter of the task sees (the abandonment itself is logged).  Code that catches 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["abandon"]
+__all__ = ["abandon", "stop_tasks"]
 
 
 def abandon(tasks: Iterable[asyncio.Task[Any]]) -> int:
@@ -34,3 +35,30 @@ def abandon(tasks: Iterable[asyncio.Task[Any]]) -> int:
             continue
         task.cancel()  # its next step throws into the closed coroutine: the task ends
     return left
+
+
+async def stop_tasks(
+    tasks: Iterable[asyncio.Task[Any]],
+    *,
+    grace_s: float,
+    cancel_wait_s: float,
+    log: logging.Logger,
+    late_warning: str,
+) -> set[asyncio.Task[Any]]:
+    """Give ``tasks`` ``grace_s`` to finish; cancel the rest (logging ``late_warning`` for
+    each, unless there was no grace); give those ``cancel_wait_s`` to end; abandon the
+    ones that did not.  Returns those, for the caller to name in its log."""
+    late = set(tasks)
+    if not late:
+        return set()
+    if grace_s > 0:
+        _, late = await asyncio.wait(late, timeout=grace_s)
+    for task in late:
+        if grace_s > 0:
+            log.warning(late_warning)
+        task.cancel()
+    if not late:
+        return set()
+    _, stuck = await asyncio.wait(late, timeout=cancel_wait_s)
+    abandon(stuck)
+    return stuck

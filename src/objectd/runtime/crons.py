@@ -32,7 +32,7 @@ from typing import Any
 
 from objectd.cron import CronExpression
 from objectd.report import format_report
-from objectd.runtime.abandon import abandon
+from objectd.runtime.abandon import stop_tasks
 from objectd.runtime.clock import Clock
 
 __all__ = ["DEFAULT_TIMEOUT_S", "MAX_RUNNING_PER_CRON", "CronScheduler"]
@@ -86,26 +86,21 @@ class CronScheduler:
             self._task = None
         runs = {task: when for task, when in self._running.values()}
         self._running.clear()
-        if not runs:
-            return
-        late: set[asyncio.Task[None]] = set(runs)
-        if grace_s > 0:
-            _, late = await asyncio.wait(runs, timeout=grace_s)
-        for task in late:
-            if grace_s > 0:
-                log.warning("objectd: cancelling a scheduled() run still going at shutdown")
-            task.cancel()
-        if late:
-            _, stuck = await asyncio.wait(late, timeout=cancel_wait_s)
-            abandon(stuck)
-            for task in stuck:
-                cron = task.get_name().removeprefix("objectd-cron ")
-                log.error(
-                    "objectd: abandoning a scheduled() run that ignored its cancellation "
-                    "(cron %r, %s): it must not catch CancelledError without re-raising it",
-                    cron,
-                    _shown(runs[task]),
-                )
+        stuck = await stop_tasks(
+            runs,
+            grace_s=grace_s,
+            cancel_wait_s=cancel_wait_s,
+            log=log,
+            late_warning="objectd: cancelling a scheduled() run still going at shutdown",
+        )
+        for task in stuck:
+            cron = task.get_name().removeprefix("objectd-cron ")
+            log.error(
+                "objectd: abandoning a scheduled() run that ignored its cancellation "
+                "(cron %r, %s): it must not catch CancelledError without re-raising it",
+                cron,
+                _shown(runs[task]),
+            )
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)

@@ -24,7 +24,7 @@ from objectd.errors import ConfigError, ObjectResetError
 from objectd.fetch import Request, Response
 from objectd.ids import IdMinter
 from objectd.runtime import data_lock
-from objectd.runtime.abandon import abandon
+from objectd.runtime.abandon import stop_tasks
 from objectd.runtime.alarms import AlarmScheduler
 from objectd.runtime.committer import Committer, Durability
 from objectd.runtime.crons import CronScheduler
@@ -388,26 +388,20 @@ class Project:
             task.cancel()
         await asyncio.gather(*self._services, return_exceptions=True)
         self._services.clear()
-        if self._background:
-            # wait_until() work gets a grace period; shutdown must not hang on it.
-            background = set(self._background)
-            late = background
-            if grace_s > 0:
-                _, late = await asyncio.wait(background, timeout=grace_s)
-            for task in late:
-                if grace_s > 0:
-                    log.warning("objectd: cancelling a wait_until() task still running at shutdown")
-                task.cancel()
-            if late:
-                _, stuck = await asyncio.wait(late, timeout=self.settings.cancel_wait_s)
-                if stuck:
-                    abandon(stuck)
-                    log.error(
-                        "objectd: abandoning %d wait_until() task(s) that ignored their "
-                        "cancellation: a task must not catch CancelledError without "
-                        "re-raising it",
-                        len(stuck),
-                    )
+        # wait_until() work gets a grace period; shutdown must not hang on it.
+        stuck = await stop_tasks(
+            self._background,
+            grace_s=grace_s,
+            cancel_wait_s=self.settings.cancel_wait_s,
+            log=log,
+            late_warning="objectd: cancelling a wait_until() task still running at shutdown",
+        )
+        if stuck:
+            log.error(
+                "objectd: abandoning %d wait_until() task(s) that ignored their "
+                "cancellation: a task must not catch CancelledError without re-raising it",
+                len(stuck),
+            )
         await self._stop_objects(grace_s)
         for object_class in self.classes.values():
             await object_class.close()
