@@ -14,10 +14,10 @@ import inspect
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from objectd.config import ProjectConfig, load_project
 from objectd.errors import ConfigError, ObjectResetError
@@ -55,6 +55,7 @@ from objectd.storage.spares import SPARES_FOLDER, SpareFiles
 __all__ = ["Env", "Project"]
 
 log = logging.getLogger("objectd")
+T = TypeVar("T")
 
 BACKGROUND_GRACE_S = 10.0
 
@@ -300,19 +301,7 @@ class Project:
         if self._entry is None:
             raise TypeError(_no_entrypoint(self.config))
         ctx = ExecutionContext(self._wait_until)
-        try:
-            response = await self._entry(request, self.env, ctx)
-        except CpuLimitExceeded:
-            raise RuntimeError(CPU_LIMIT_MESSAGE) from None
-        except (SystemExit, KeyboardInterrupt) as exc:  # the request's failure (runtime.exits)
-            if from_signal(exc):
-                raise
-            raise worker_exit_error(exc) from exc
-        except asyncio.CancelledError as exc:  # a 500, unless the request was cancelled
-            failure = stray_cancel_error(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+        response = await _as_worker_code(self._entry(request, self.env, ctx))
         if not isinstance(response, Response):
             raise TypeError(
                 f"the worker's fetch handler returned {type(response).__name__}, "
@@ -328,19 +317,9 @@ class Project:
         if scheduled_time is None:
             scheduled_time = int(self.settings.clock.now() * 1000)
         controller = ScheduledController(cron, scheduled_time)
-        try:
-            await self._scheduled(controller, self.env, ExecutionContext(self._wait_until))
-        except CpuLimitExceeded:
-            raise RuntimeError(CPU_LIMIT_MESSAGE) from None
-        except (SystemExit, KeyboardInterrupt) as exc:
-            if from_signal(exc):
-                raise
-            raise worker_exit_error(exc) from exc
-        except asyncio.CancelledError as exc:
-            failure = stray_cancel_error(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+        await _as_worker_code(
+            self._scheduled(controller, self.env, ExecutionContext(self._wait_until))
+        )
 
     def retire(self, error: BaseException) -> None:
         """Reset every object with ``error`` and fail every later call into one with it:
@@ -433,6 +412,26 @@ class Project:
 
 _Entry = Callable[[Request, Env, ExecutionContext], Any]
 SHUTDOWN_RESET = "Durable Object reset because the server is shutting down."
+
+
+async def _as_worker_code(work: Awaitable[T]) -> T:
+    """Await the worker's own code (a fetch or scheduled handler): what stops it becomes
+    that call's failure, never the server's (``runtime.exits``): the CPU limit, a
+    ``sys.exit()`` or ``KeyboardInterrupt`` it raised, a stray ``CancelledError`` (a 500,
+    unless the call itself was cancelled)."""
+    try:
+        return await work
+    except CpuLimitExceeded:
+        raise RuntimeError(CPU_LIMIT_MESSAGE) from None
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if from_signal(exc):
+            raise
+        raise worker_exit_error(exc) from exc
+    except asyncio.CancelledError as exc:
+        failure = stray_cancel_error(exc)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 def _no_entrypoint(config: ProjectConfig) -> str:
