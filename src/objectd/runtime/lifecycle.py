@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from itertools import islice
 from typing import TYPE_CHECKING
 
 from objectd.runtime.memory import release_free_memory
@@ -60,10 +59,9 @@ class Lifecycle:
             self._live.move_to_end(host)
 
     def activated(self, host: ObjectHost) -> None:
+        """``host`` has its file open (after :meth:`admit`, which made the room)."""
         self._live[host] = None
         self._live.move_to_end(host)
-        if len(self._live) > self.settings.max_live_objects:
-            self._enforce_cap()
 
     def admit(self) -> bool:
         """Room for one more open file: evict idle objects if the limit is reached.
@@ -117,18 +115,6 @@ class Lifecycle:
         if now - self._last_trim >= 1.0:
             self._last_trim = now
             release_free_memory()
-
-    def _enforce_cap(self) -> None:
-        excess = len(self._live) - self.settings.max_live_objects
-        evicted = 0
-        # Look at a bounded prefix of the LRU order only: no copy of the whole table.
-        for host in list(islice(self._live, max(excess * 4, 16))):
-            if evicted >= excess:
-                break
-            if host.can_evict():
-                host.evict()
-                evicted += 1
-        self._evicted(evicted)
 
     def reap(self) -> int:
         """Evict every host idle past the timeout; returns how many."""
