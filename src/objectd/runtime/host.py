@@ -563,7 +563,7 @@ class ObjectHost:
         Work already cancelled (a reset) gets ``settings.cancel_wait_s`` to end: code that
         swallows its cancellation is abandoned, logged, so that shutdown does not hang.
         """
-        running = {task for task in self._tasks if not task.cancelling()}
+        running = self.running_tasks()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
         cancelled = {task for task in self._tasks if not task.done()}
