@@ -44,7 +44,7 @@ from rich.text import Text
 from objectd.config import load_project
 from objectd.errors import ConfigError, DataFolderInUseError, InvalidIdError
 from objectd.runtime import data_lock
-from objectd.runtime.inspection import FolderInspector, InspectError, read_classes
+from objectd.runtime.inspection import HEX_ID, FolderInspector, InspectError, read_classes
 from objectd.storage import inspection
 from objectd.storage.alarm_index import ALARM_INDEX_NAME, AlarmIndex
 from objectd.storage.syncing import fsync_path
@@ -55,7 +55,6 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 _HTTP_TIMEOUT_S = 60.0
 _SQLITE_HEADER = b"SQLite format 3\x00"
-_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class Source:
@@ -517,7 +516,7 @@ def _entry_problem(entry: Any) -> str | None:
     for field in ("class", "id", "file", "sha256"):
         if not isinstance(entry.get(field), str):
             return f'"{field}" must be a string'
-    if not _HEX_ID.fullmatch(entry["id"]):
+    if not HEX_ID.fullmatch(entry["id"]):
         return f'"id" must be 64 hex digits, not {entry["id"]!r}'
     if entry.get("name") is not None and not isinstance(entry["name"], str):
         return '"name" must be a string or null'

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from objectd.errors import InvalidIdError
-from objectd.ids import DurableObjectId
+from objectd.ids import DurableObjectId, IdMinter
 from objectd.report import format_report
 from objectd.runtime.alarm_ops import AlarmRun, Seen, delete_alarm, run_alarm, stored_alarm
 from objectd.runtime.committer import Committer
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from objectd.runtime.host import ObjectHost
     from objectd.runtime.registry import ObjectClass
 
-__all__ = ["MAX_RETRIES", "AlarmScheduler", "namespace_key", "retry_delay"]
+__all__ = ["MAX_RETRIES", "AlarmScheduler", "minter_key", "namespace_key", "retry_delay"]
 
 log = logging.getLogger("objectd.alarms")
 
@@ -79,7 +79,12 @@ def namespace_key(object_class: ObjectClass) -> str:
 
     A renamed class keeps its secret (so its ids stay valid), and so keeps its alarms.
     """
-    return object_class.minter.id_from_name("objectd:alarm-index").to_string()[:32]
+    return minter_key(object_class.minter)
+
+
+def minter_key(minter: IdMinter) -> str:
+    """:func:`namespace_key` of the class whose ids ``minter`` makes."""
+    return minter.id_from_name("objectd:alarm-index").to_string()[:32]
 
 
 def retry_delay(retry_count: int, rng: random.Random) -> float:

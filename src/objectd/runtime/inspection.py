@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from objectd.errors import InvalidIdError
 from objectd.ids import DurableObjectId, IdMinter
+from objectd.runtime.alarms import minter_key, namespace_key
 from objectd.runtime.migrations import METADATA_NAME
 from objectd.storage import inspection as files
 from objectd.storage.alarm_index import ALARM_INDEX_NAME
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from objectd.runtime.project import Project
 
 __all__ = [
+    "HEX_ID",
     "MAX_LIVE_SNAPSHOT_BYTES",
     "MAX_OBJECTS",
     "MAX_SHOWN",
@@ -66,7 +68,7 @@ MAX_SHOWN = 4_096
 # an object larger than this (page_count x page_size) is refused there, before any copy,
 # and is exported from the files with the server stopped.
 MAX_LIVE_SNAPSHOT_BYTES = 64 * 1024 * 1024
-_HEX_ID = re.compile(r"[0-9a-f]{64}")
+HEX_ID = re.compile(r"[0-9a-f]{64}")  # how an object id is written
 _BUSY_ATTEMPTS = 50  # commits waited for before a live object's read is refused as busy
 _BUSY_PAUSE_S = 0.02
 _OPEN_WAIT_S = 10.0  # how long to wait for a live object's file to finish opening or closing
@@ -103,7 +105,7 @@ class ClassInfo:
         found = []
         for path in self.directory.glob("*.sqlite"):
             name = path.name.removesuffix(".sqlite")
-            if not _HEX_ID.fullmatch(name):
+            if not HEX_ID.fullmatch(name):
                 continue
             try:
                 self.minter.id_from_string(name)
@@ -126,8 +128,7 @@ def read_classes(folder: Path) -> dict[str, ClassInfo]:
     out = {}
     for name, backend, secret in rows:
         minter = IdMinter(bytes(secret))
-        key = minter.id_from_name("objectd:alarm-index").to_string()[:32]
-        out[name] = ClassInfo(name, Backend(backend), folder / name, minter, key)
+        out[name] = ClassInfo(name, Backend(backend), folder / name, minter, minter_key(minter))
     return out
 
 
@@ -220,7 +221,7 @@ class Inspector:
 
     def object_id(self, info: ClassInfo, text: str) -> DurableObjectId:
         """``text`` as one of the class's ids: 64 hex digits, or else a name (id_from_name)."""
-        if _HEX_ID.fullmatch(text):
+        if HEX_ID.fullmatch(text):
             try:
                 return info.minter.id_from_string(text)
             except InvalidIdError as exc:
@@ -411,8 +412,6 @@ class LiveInspector(Inspector):
     def __init__(
         self, project: Project, *, max_snapshot_bytes: int = MAX_LIVE_SNAPSHOT_BYTES
     ) -> None:
-        from objectd.runtime.alarms import namespace_key
-
         self.project = project
         self.max_snapshot_bytes = max_snapshot_bytes
         classes = {
