@@ -38,11 +38,12 @@ from objectd.asgi.reload import DevReload
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.config import find_config, secrets_from_environ
 from objectd.errors import ConfigError, DataFolderInUseError
-from objectd.inspect_command import export_command, import_command, inspect_command
+from objectd.inspect_command import inspect_command
 from objectd.runtime.committer import Durability
 from objectd.runtime.data_lock import check_data_folder
 from objectd.runtime.settings import RuntimeSettings
 from objectd.templates import TEMPLATES, InitError, write_project
+from objectd.transfer_command import export_command, import_command
 
 __all__ = ["main"]
 

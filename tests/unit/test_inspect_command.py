@@ -1,4 +1,4 @@
-"""objectd inspect/export/import's own parts (inspect_command.py, issue 14 §2), with
+"""objectd inspect/export/import's own parts (data_source.py, inspect_command.py, transfer_command.py; issue 14 §2), with
 real sockets and files."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from objectd.inspect_command import ServerSource
+from objectd.data_source import ServerSource
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -120,7 +120,7 @@ def test_a_malformed_manifest_is_refused_with_what_is_wrong(
 ) -> None:
     import click
 
-    from objectd.inspect_command import _read_manifest
+    from objectd.transfer_command import _read_manifest
 
     (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "objects": objects}))
     with pytest.raises(click.ClickException) as refused:
@@ -129,7 +129,7 @@ def test_a_malformed_manifest_is_refused_with_what_is_wrong(
 
 
 def test_a_sound_manifest_is_read(tmp_path: Any) -> None:
-    from objectd.inspect_command import _read_manifest
+    from objectd.transfer_command import _read_manifest
 
     manifest = {"format": 1, "objects": [_entry(name=None, alarm_ms=True)]}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
