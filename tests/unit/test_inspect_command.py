@@ -1,5 +1,5 @@
-"""objectd inspect/export/import's own parts (data_source.py, inspect_command.py, transfer_command.py; issue 14 §2), with
-real sockets and files."""
+"""objectd inspect/export/import's own parts (data_source.py, inspect_command.py,
+transfer_command.py; issue 14 §2), with real sockets and files."""
 
 from __future__ import annotations
 
