@@ -1,6 +1,8 @@
 """The HTTP/WebSocket front (L3): an ASGI application that serves a project.
 
-``app`` holds :class:`ObjectdApp` (lifespan, HTTP requests, upgrades); ``websocket``
+``app`` holds :class:`ObjectdApp` (lifespan, HTTP requests, upgrades), with
+``requests`` (the worker's Request from a scope), ``answers`` (the front's own
+responses) and ``upgrade`` (a WebSocket upgrade answered and relayed); ``websocket``
 the network side of a relayed WebSocket; ``host`` the Host header check; ``protocol``
 the HTTP/1.1 connection uvicorn runs (head size, header timeout, connection limit),
 ``limits`` the front's bounds with their defaults and how descriptors are shared,

@@ -28,26 +28,26 @@ from typing import Any
 
 from objectd.asgi import inspector, logs
 from objectd.asgi.admin import AdminRoutes
-from objectd.asgi.host import check_host
+from objectd.asgi.answers import BUSY_HEADERS, ERROR_HEADERS, deny, live_limit_answer, send_plain
 from objectd.asgi.limits import ByteBudget, FrontLimits
-from objectd.asgi.metrics import FrontCounts, MetricsEndpoint
+from objectd.asgi.metrics import MetricsEndpoint
 from objectd.asgi.reload import expect_code_updates, on_code_update
 from objectd.asgi.request_body import IncomingBody
+from objectd.asgi.requests import request_from_scope, scan_headers
 from objectd.asgi.streaming import send_streamed
-from objectd.asgi.websocket import DEFAULT_SEND_BUFFER, Connection
-from objectd.errors import DurableObjectError, ObjectResetError, OverloadedError
-from objectd.fetch import Headers, Request, Response, streamed_body
+from objectd.asgi.upgrade import serve_upgrade
+from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
+from objectd.errors import DurableObjectError, ObjectResetError
+from objectd.fetch import streamed_body
 from objectd.report import format_report
 from objectd.runtime.committer import Durability
-from objectd.runtime.lifecycle import LIVE_LIMIT_MESSAGE
 from objectd.runtime.loader import describe_load_error
 from objectd.runtime.metrics import NO_METRICS
 from objectd.runtime.project import Project
-from objectd.runtime.relay import relay
 from objectd.runtime.settings import RuntimeSettings
 from objectd.streams import MAX_WHOLE_BYTES, BodyStream
 
-__all__ = ["NOT_STARTED_MESSAGE", "ObjectdApp", "app_from_environment", "serve_upgrade"]
+__all__ = ["NOT_STARTED_MESSAGE", "ObjectdApp", "app_from_environment"]
 
 log = logging.getLogger("objectd")
 
@@ -56,33 +56,13 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_HTTP_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 # The versions an ASGI scope may carry; a request line of another (HTTP/0.9 has none, or
 # "HTTP/2.0" over HTTP/1 framing) is refused.
 _HTTP_VERSIONS = frozenset({"1.0", "1.1", "2", "3"})
 _UNSUPPORTED = (505, b"HTTP Version Not Supported")
-# Handshake headers the server writes itself; the rest of a 101 response's headers go out.
-_HANDSHAKE_HEADERS = frozenset(
-    {
-        b"upgrade",
-        b"connection",
-        b"sec-websocket-accept",
-        b"sec-websocket-extensions",
-        b"sec-websocket-protocol",
-        b"content-length",
-        b"transfer-encoding",
-    }
-)
-# Statuses whose responses have no body, so no Content-Length either (RFC 9110 §8.6).
-_NULL_BODY_STATUSES = frozenset({204, 304})
 # Cloudflare's smallest plan accepts request bodies of up to 100 MB (as streams read whole).
 MAX_BODY_BYTES = MAX_WHOLE_BYTES
 
-_ERROR_HEADERS = [
-    (b"content-type", b"text/plain;charset=UTF-8"),
-    (b"connection", b"close"),
-]
-_BUSY_HEADERS = [*_ERROR_HEADERS, (b"retry-after", b"1")]
 # objectd dev: this path runs the worker's scheduled() now (wrangler dev --test-scheduled).
 TEST_SCHEDULED_PATH = "/__scheduled"
 # What callers into objects see when objectd dev reloads (spec §12, checklist 152).
@@ -250,13 +230,13 @@ class ObjectdApp:
         if version not in _HTTP_VERSIONS:
             # llhttp reads a request line without a version as HTTP/0.9 (issue 9 §9).
             status, text = (400, b"Bad Request") if version[:2] == "0." else _UNSUPPORTED
-            await _send_plain(send, status, text, _ERROR_HEADERS)
+            await send_plain(send, status, text, ERROR_HEADERS)
             return
         try:
-            host, length = _scan_headers(scope)
+            host, length = scan_headers(scope)
         except ValueError as exc:  # the client's fault, not the worker's
             log.info("objectd: bad request: %s", exc)
-            await _send_plain(send, 400, b"Bad Request", _ERROR_HEADERS)
+            await send_plain(send, 400, b"Bad Request", ERROR_HEADERS)
             return
         # A body that came with its head is handed over whole; one still arriving is the
         # worker's to stream or read whole, within the limits of a buffered body
@@ -278,10 +258,10 @@ class ObjectdApp:
                     incoming, body = self._incoming(receive, body, length), b""
                 elif body:
                     if len(body) > MAX_BODY_BYTES:  # chunked: no length to check
-                        await _send_plain(send, 413, b"Payload Too Large", _ERROR_HEADERS)
+                        await send_plain(send, 413, b"Payload Too Large", ERROR_HEADERS)
                         return
                     if not self._reserve(len(body)):
-                        await _send_plain(send, 503, b"Service Unavailable", _BUSY_HEADERS)
+                        await send_plain(send, 503, b"Service Unavailable", BUSY_HEADERS)
                         return
                     reserved = len(body)
             await self._respond(scope, host, body, incoming, receive, send)
@@ -298,21 +278,21 @@ class ObjectdApp:
         as given, as wrangler does (``+`` for the spaces)."""
         project = self.project or await self._serving()
         if project is None:
-            await _send_plain(send, 503, NOT_STARTED_MESSAGE, _BUSY_HEADERS)
+            await send_plain(send, 503, NOT_STARTED_MESSAGE, BUSY_HEADERS)
             return
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
         cron = query.get("cron", [""])[0]
         time = query.get("time", [""])[0]
         if time and not time.isdigit():
             body = f"Bad Request: time={time!r}: expected milliseconds since the epoch\n"
-            await _send_plain(send, 400, body.encode(), _ERROR_HEADERS)
+            await send_plain(send, 400, body.encode(), ERROR_HEADERS)
             return
         try:
             await project.scheduled(cron, int(time) if time else None)
         except Exception as exc:
-            await _send_plain(send, 500, self._uncaught(exc), _ERROR_HEADERS)
+            await send_plain(send, 500, self._uncaught(exc), ERROR_HEADERS)
             return
-        await _send_plain(send, 200, b"Ran scheduled event", [_ERROR_HEADERS[0]])
+        await send_plain(send, 200, b"Ran scheduled event", [ERROR_HEADERS[0]])
 
     def _code_updated(self) -> None:
         """objectd dev is restarting on new code: reset every object (checklist 152)."""
@@ -326,9 +306,9 @@ class ObjectdApp:
         assert self.load_error is not None
         body = self.load_error.encode()
         if scope["type"] == "http":
-            await _send_plain(send, 500, body, _ERROR_HEADERS)
+            await send_plain(send, 500, body, ERROR_HEADERS)
         elif scope["type"] == "websocket" and (await receive())["type"] == "websocket.connect":
-            await _deny(scope, send, 500, body, _ERROR_HEADERS)
+            await deny(scope, send, 500, body, ERROR_HEADERS)
 
     def _reserve(self, size: int) -> bool:
         """Take ``size`` bytes of the process-wide body budget, if it has them.
@@ -366,13 +346,13 @@ class ObjectdApp:
     ) -> None:
         project = self.project or await self._serving()
         if project is None:
-            await _send_plain(send, 503, NOT_STARTED_MESSAGE, _BUSY_HEADERS)
+            await send_plain(send, 503, NOT_STARTED_MESSAGE, BUSY_HEADERS)
             return
         try:
-            request = _request_from_scope(scope, host, body, incoming)
+            request = request_from_scope(scope, host, body, incoming)
         except (DurableObjectError, ValueError) as exc:  # the client's fault, not the worker's
             log.info("objectd: bad request: %s", exc)
-            await _send_plain(send, 400, b"Bad Request", _ERROR_HEADERS)
+            await send_plain(send, 400, b"Bad Request", ERROR_HEADERS)
             return
         try:
             response = await project.fetch(request)
@@ -383,11 +363,11 @@ class ObjectdApp:
             if incoming is not None and incoming.lost:  # nobody to answer: not the worker's bug
                 log.info("objectd: the client went away during its upload: %s", exc)
                 return
-            busy = _live_limit_answer(exc)
+            busy = live_limit_answer(exc)
             if busy is not None:
-                await _send_plain(send, 503, busy, _BUSY_HEADERS)
+                await send_plain(send, 503, busy, BUSY_HEADERS)
                 return
-            await _send_plain(send, 500, self._uncaught(exc), _ERROR_HEADERS)
+            await send_plain(send, 500, self._uncaught(exc), ERROR_HEADERS)
             return
         if incoming is not None:
             if incoming.refused is not None:  # a platform limit: it wins over the answer
@@ -400,7 +380,7 @@ class ObjectdApp:
                 "not ask for one (no Upgrade: websocket)",
                 request.url,
             )
-            await _send_plain(send, 500, b"Internal Server Error", _ERROR_HEADERS)
+            await send_plain(send, 500, b"Internal Server Error", ERROR_HEADERS)
             return
         answer = response.body
         if isinstance(answer, BodyStream):  # each chunk as it is produced (asgi.streaming)
@@ -414,7 +394,7 @@ class ObjectdApp:
                 head=request.method == "HEAD",
             )
             return
-        await _send_plain(
+        await send_plain(
             send, response.status, answer, response.headers.raw(), head=request.method == "HEAD"
         )
 
@@ -439,7 +419,7 @@ class ObjectdApp:
             return
         project = self.project or await self._serving()
         if project is None:
-            await _deny(scope, send, 503, NOT_STARTED_MESSAGE, _BUSY_HEADERS)
+            await deny(scope, send, 503, NOT_STARTED_MESSAGE, BUSY_HEADERS)
             return
         await serve_upgrade(
             scope,
@@ -452,125 +432,6 @@ class ObjectdApp:
         )
 
 
-async def serve_upgrade(
-    scope: Scope,
-    send: Send,
-    receive: Receive,
-    fetch: Callable[[Request], Awaitable[Response]],
-    send_buffer: int,
-    uncaught: Callable[[Exception], bytes],
-    *,
-    url: str | None = None,
-    counts: FrontCounts | None = None,
-) -> None:
-    """Answer an upgrade whose ``websocket.connect`` was received: ``fetch`` (the worker's,
-    or an object's) is asked, a 101 is accepted and relayed until the connection ends, and
-    any other answer denies the upgrade with it.  ``uncaught`` logs an exception ``fetch``
-    raised and returns the 500 body; ``url``: the request's URL instead of the scope's;
-    ``counts``: where accepted and open sockets are counted (/__objectd/metrics).
-    """
-    try:
-        request = _request_from_scope(scope, _scan_headers(scope)[0], b"")
-        if url is not None:
-            request = Request(url, headers=request.headers)
-    except (DurableObjectError, ValueError) as exc:  # the client's fault, as for HTTP
-        log.info("objectd: bad request: %s", exc)
-        await _deny(scope, send, 400, b"Bad Request", _ERROR_HEADERS)
-        return
-    try:
-        request.headers.set("upgrade", "websocket")
-        response = await fetch(request)
-        socket = response.web_socket
-        connection = Connection(send, scope, send_buffer)
-        link = relay(socket, connection) if socket is not None else None
-        denial = await response.bytes() if link is None else b""  # a stream, read whole
-    except Exception as exc:
-        busy = _live_limit_answer(exc)
-        if busy is not None:
-            await _deny(scope, send, 503, busy, _BUSY_HEADERS)
-            return
-        await _deny(scope, send, 500, uncaught(exc), _ERROR_HEADERS)
-        return
-    if link is None:
-        await _deny(scope, send, response.status, denial, response.headers.raw())
-        return
-    await send(_accept_message(response.headers))
-    del request, response, socket  # an idle connection should hold only what it needs
-    if counts is None:
-        await connection.run(receive, link)
-        return
-    counts.websockets_accepted += 1
-    counts.websockets_open += 1
-    try:
-        await connection.run(receive, link)
-    finally:
-        counts.websockets_open -= 1
-
-
-def _live_limit_answer(exc: Exception) -> bytes | None:
-    """The 503 body for an activation refused at ``--max-live-objects`` that the worker
-    did not catch (runtime.lifecycle): a platform limit, as a full body buffer is, to be
-    retried; None for any other exception."""
-    if not isinstance(exc, OverloadedError) or exc.message != LIVE_LIMIT_MESSAGE:
-        return None
-    log.info("objectd: %s", exc)
-    return f"Service Unavailable: {exc.message}\n".encode()
-
-
-def _scan_headers(scope: Scope) -> tuple[str | None, int]:
-    """The checked Host (None if absent) and the Content-Length (0 if absent), in one pass.
-
-    The worker's URL is ``scheme://{Host}{path}``, so the Host must be one valid
-    ``host[:port]`` (``asgi.host``) or neither part could be trusted (issue 9 §6).
-    """
-    host: str | None = None
-    length: bytes | None = None
-    for name, value in scope["headers"]:
-        if name == b"host":
-            if host is not None:
-                raise ValueError("more than one Host header")
-            host = check_host(value)
-        elif name == b"content-length":
-            if length is not None:
-                raise ValueError("more than one Content-Length header")
-            length = value
-    if length is None:
-        return host, 0
-    if not length.isdigit():
-        raise ValueError(f"invalid Content-Length {length!r}")
-    return host, int(length)
-
-
-def _request_from_scope(
-    scope: Scope, host: str | None, body: bytes, incoming: IncomingBody | None = None
-) -> Request:
-    """The worker's Request, with ``host`` from :func:`_scan_headers`.  The target must be
-    a path, so that it cannot move into the URL's host; anything else is a ``ValueError``
-    (a 400)."""
-    if host is None:
-        # HTTP/1.1 requires Host (RFC 9112 §3.2); an HTTP/1.0 request may lack it.
-        if scope.get("http_version", "1.1") == "1.1":
-            raise ValueError("no Host header")
-        server = scope.get("server") or ("127.0.0.1", 80)
-        address = f"[{server[0]}]" if ":" in str(server[0]) else server[0]
-        host = f"{address}:{server[1]}"
-    raw_path = scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else scope["path"]
-    if path[:1] != "/":  # "*" or an authority would become part of the URL's host
-        raise ValueError(f"request target {path!r} is not a path")
-    query = scope.get("query_string", b"").decode("latin-1")
-    scheme = _HTTP_SCHEMES.get(scope.get("scheme", "http"), "http")
-    url = f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
-    method = scope.get("method", "GET")  # a websocket scope has none: the upgrade is a GET
-    headers = Headers.from_raw(scope["headers"])
-    if incoming is not None:
-        return Request(url, method=method, headers=headers, body=BodyStream(incoming))
-    return Request(url, method=method, headers=headers, body=body or None)
-
-
-_FRAMING = (b"content-length", b"transfer-encoding")
-
-
 async def _send_refusal(
     send: Send, incoming: IncomingBody, unsent: BodyStream | None = None
 ) -> None:
@@ -580,33 +441,7 @@ async def _send_refusal(
         await unsent.aclose()
     status, reason = incoming.refused
     log.info("objectd: request body refused: %d %s", status, reason.decode())
-    await _send_plain(send, status, reason, _BUSY_HEADERS if status == 503 else _ERROR_HEADERS)
-
-
-async def _send_plain(
-    send: Send,
-    status: int,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]],
-    *,
-    head: bool = False,
-) -> None:
-    """Send a whole response.  The body is known, so it goes with its Content-Length (as
-    workerd sends it), not chunked: less to write and less for the client to parse.
-
-    204 and 304 responses carry no framing headers at all (they have no body); an
-    empty answer to HEAD keeps the length the worker gave, which describes the GET.
-    """
-    framed = any(name in _FRAMING for name, _ in headers)
-    if status in _NULL_BODY_STATUSES:
-        if framed:
-            headers = [(name, value) for name, value in headers if name not in _FRAMING]
-    elif not (head and not body and framed):
-        if framed:  # the body's real size wins
-            headers = [(name, value) for name, value in headers if name not in _FRAMING]
-        headers = [*headers, (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_plain(send, status, reason, BUSY_HEADERS if status == 503 else ERROR_HEADERS)
 
 
 def app_from_environment() -> ObjectdApp:
@@ -638,25 +473,3 @@ def app_from_environment() -> ObjectdApp:
         code_reloads=development,
         admin_token=env.get("OBJECTD_ADMIN_TOKEN") or None,
     )
-
-
-async def _deny(
-    scope: Scope, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    """Answer an upgrade request with an HTTP response instead of a WebSocket."""
-    if "websocket.http.response" not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})
-
-
-def _accept_message(headers: Headers) -> Message:
-    message: Message = {"type": "websocket.accept"}
-    protocol = headers.get("sec-websocket-protocol")
-    if protocol:
-        message["subprotocol"] = protocol
-    extra = [(k, v) for k, v in headers.raw() if k not in _HANDSHAKE_HEADERS]
-    if extra:
-        message["headers"] = extra
-    return message

@@ -32,7 +32,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from objectd.asgi.app import ObjectdApp, Receive, Scope, Send, serve_upgrade
+from objectd.asgi.answers import ERROR_HEADERS
+from objectd.asgi.app import ObjectdApp, Receive, Scope, Send
+from objectd.asgi.upgrade import serve_upgrade
 from objectd.asgi.websocket import DEFAULT_SEND_BUFFER
 from objectd.errors import ConfigError
 from objectd.fetch import Request, Response
@@ -47,8 +49,6 @@ from objectd.runtime.settings import RuntimeSettings
 __all__ = ["Runtime", "WebSocketLike"]
 
 log = logging.getLogger("objectd")
-
-_ERROR_HEADERS = [(b"content-type", b"text/plain;charset=UTF-8"), (b"connection", b"close")]
 
 
 class WebSocketLike(Protocol):
@@ -237,12 +237,12 @@ class _MountedWorker:
             "runtime.env instead\n"
         ).encode()
         if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 500, "headers": _ERROR_HEADERS})
+            await send({"type": "http.response.start", "status": 500, "headers": ERROR_HEADERS})
             await send({"type": "http.response.body", "body": body})
         elif (await receive())["type"] == "websocket.connect":
             if "websocket.http.response" in scope.get("extensions", {}):
                 start = {"type": "websocket.http.response.start", "status": 500}
-                await send({**start, "headers": _ERROR_HEADERS})
+                await send({**start, "headers": ERROR_HEADERS})
                 await send({"type": "websocket.http.response.body", "body": body})
             else:
                 await send({"type": "websocket.close", "code": 1011})

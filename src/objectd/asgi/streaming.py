@@ -33,6 +33,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from objectd.asgi.answers import FRAMING
 from objectd.report import format_report
 from objectd.streams import BodyStream
 
@@ -52,7 +53,6 @@ DISCONNECTED_EXTENSION = "objectd.disconnected"
 # Set in the scope while a streamed body is being sent: a graceful shutdown ends such a
 # response at once (it may last forever, as Server-Sent Events do) instead of waiting.
 STREAMING = "objectd.streaming"
-_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 async def send_streamed(
@@ -66,7 +66,7 @@ async def send_streamed(
     head: bool = False,
 ) -> None:
     """Send the head, then every chunk of ``stream`` as it comes; always close it."""
-    headers = [(name, value) for name, value in headers if name not in _FRAMING]
+    headers = [(name, value) for name, value in headers if name not in FRAMING]
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if head:  # HEAD: nothing of the body is produced
